@@ -1,0 +1,1 @@
+"""synthaug command line."""

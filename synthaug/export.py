@@ -1,0 +1,211 @@
+"""Exports: HDF5 (the contract in data/h5format.py) or an ImageFolder tree; resumable, atomic, pipelined."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+import synthaug
+from synthaug.checkpoint import generator_file, sha256_file
+from synthaug.data.h5format import PLAN_ATTR, PROGRESS_ATTR, create_export, finish_export, validate_export
+from synthaug.errors import SynthaugError
+from synthaug.generate import GenerationPlan, class_balanced_plan, iter_generated, load_generator
+from synthaug.models import ConditionalGenerator
+
+H5_SUFFIXES = (".h5", ".hdf5")
+
+
+def export_format(out: str | Path, fmt: str | None = None) -> str:
+    """'hdf5' for .h5/.hdf5 paths, else 'folder', unless given."""
+    if fmt:
+        if fmt not in ("hdf5", "folder"):
+            raise SynthaugError(f"unknown export format {fmt!r} (hdf5 or folder)")
+        return fmt
+    return "hdf5" if Path(out).suffix.lower() in H5_SUFFIXES else "folder"
+
+
+def partial_path(out: Path) -> Path:
+    """Where an export is built before it is renamed into place."""
+    return out.with_name(f".{out.name}.partial")
+
+
+def plan_key(plan: GenerationPlan, checkpoint_sha: str) -> str:
+    """Identifies an export's content: a resume must match it exactly."""
+    h = hashlib.sha256(plan.labels.tobytes())
+    return json.dumps({"labels_sha256": h.hexdigest(), "seed": plan.seed, "chunk_rows": plan.chunk_rows,
+                       "truncation": plan.truncation, "checkpoint_sha256": checkpoint_sha}, sort_keys=True)
+
+
+def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int = 1000, seed: int = 0,
+           batch_size: int | None = None, *, classes: Sequence[str] | None = None, fmt: str | None = None,
+           device: str = "auto", truncation: float | None = None, compression: str | None = None,
+           resume: bool = False, overwrite: bool = False, progress: bool = True,
+           stats: dict[str, Any] | None = None) -> Path:
+    """Generate a class-balanced synthetic data set and write it to `out` (HDF5 or ImageFolder).
+
+    Same seed, same images and labels, whatever the batch size. The output appears only when complete; an
+    interrupted export leaves `.<name>.partial` beside it, which `resume=True` continues.
+    """
+    from synthaug.train import resolve_device
+
+    out = Path(out)
+    fmt = export_format(out, fmt)
+    if out.exists() and not overwrite:
+        raise SynthaugError(f"{out}: already exists; choose another --out or pass --overwrite")
+    gen_path = generator_file(run_or_checkpoint)
+    gen = load_generator(gen_path, resolve_device(device))
+    sha = sha256_file(gen_path)
+    plan = class_balanced_plan(gen.class_names, per_class, seed, gen.image_shape, classes, truncation)
+    provenance = {"run": str(Path(run_or_checkpoint).resolve()), "checkpoint": str(gen_path.resolve()),
+                  "checkpoint_sha256": sha, "seed": seed, "per_class": per_class,
+                  "classes": [gen.class_names[c] for c in plan.counts()], "truncation": truncation,
+                  "synthaug_version": synthaug.__version__,
+                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    writer = _write_hdf5 if fmt == "hdf5" else _write_folder
+    t0 = time.perf_counter()
+    writer(gen, plan, out, plan_key(plan, sha), provenance, batch_size=batch_size, resume=resume,
+           overwrite=overwrite, progress=progress, compression=compression)
+    if stats is not None:
+        seconds = time.perf_counter() - t0
+        stats.update({"images": plan.total, "seconds": seconds, "images_per_s": plan.total / max(seconds, 1e-9)})
+    return out
+
+
+def _pipelined(items, consume: Callable[[Any], None], depth: int = 2) -> None:
+    """Run `consume` on a writer thread while the caller's iterator computes the next item (bounded queue)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        while (item := q.get()) is not None:
+            if not failure:
+                try:
+                    consume(item)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the producer
+                    failure.append(exc)
+
+    thread = threading.Thread(target=worker, name="synthaug-writer", daemon=True)
+    thread.start()
+    try:
+        for item in items:
+            if failure:
+                break
+            q.put(item)
+    finally:
+        q.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
+                *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
+                compression: str | None) -> None:
+    """Fill a preallocated HDF5 file window by window, recording progress, then rename it into place."""
+    part = partial_path(out)
+    start = 0
+    if resume and part.is_file():
+        f = h5py.File(part, "r+")
+        if f.attrs.get(PLAN_ATTR) != key:
+            f.close()
+            raise SynthaugError(f"{part}: was started with other settings (seed, counts or checkpoint); "
+                                f"remove it or export with the same settings")
+        start = int(f.attrs[PROGRESS_ATTR])
+    else:
+        f = create_export(part, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
+                          compression)
+    bar = tqdm(total=plan.total, initial=plan.chunk_bounds(start)[0] if start < plan.num_chunks else plan.total,
+               desc=f"export {out.name}", unit="img", disable=not progress)
+
+    def write(item) -> None:
+        first, end, images, labels = item
+        lo, hi = plan.chunk_bounds(first)[0], plan.chunk_bounds(end - 1)[1]
+        f["images"][lo:hi] = images
+        f["labels"][lo:hi] = labels
+        f.attrs[PROGRESS_ATTR] = end
+        f.flush()
+        bar.update(hi - lo)
+
+    try:
+        _pipelined(iter_generated(gen, plan, batch_size, start_chunk=start), write)
+        finish_export(f, provenance)
+    finally:
+        f.close()
+        bar.close()
+    with open(part, "rb+") as fh:
+        os.fsync(fh.fileno())
+    if out.exists() and overwrite:
+        out.unlink()
+    os.replace(part, out)
+    validate_export(out)
+
+
+def _save_pngs(args: tuple[list[str], np.ndarray]) -> int:
+    """Encode and write a block of PNGs (runs in a worker process)."""
+    paths, images = args
+    for path, img in zip(paths, images):
+        arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG", compress_level=1)
+    return len(paths)
+
+
+def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
+                  *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
+                  compression: str | None) -> None:
+    """Write OUT/<class>/<index>.png with PNG encoding in a process pool, then rename the folder into place."""
+    del compression
+    part = partial_path(out)
+    state_file = part / ".synthaug-progress.json"
+    start = 0
+    if resume and state_file.is_file():
+        state = json.loads(state_file.read_text())
+        if state.get("plan") != key:
+            raise SynthaugError(f"{part}: was started with other settings; remove it or export with the same settings")
+        start = int(state["chunks_done"])
+    else:
+        shutil.rmtree(part, ignore_errors=True)
+        for name in gen.class_names:  # every class folder, so class_to_idx matches the source
+            (part / name).mkdir(parents=True)
+    bar = tqdm(total=plan.total, initial=min(start * plan.chunk_rows, plan.total), desc=f"export {out.name}",
+               unit="img", disable=not progress)
+    workers = max(1, (os.cpu_count() or 1))
+    in_flight: list[tuple[int, list[Future]]] = []
+
+    def drain(keep: int) -> None:
+        while len(in_flight) > keep:
+            end, futures = in_flight.pop(0)
+            for fut in futures:
+                bar.update(fut.result())
+            state_file.write_text(json.dumps({"plan": key, "chunks_done": end}))
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for first, end, images, labels in iter_generated(gen, plan, batch_size, start_chunk=start):
+            lo = plan.chunk_bounds(first)[0]
+            paths = [str(part / gen.class_names[lab] / f"{lo + i:07d}.png") for i, lab in enumerate(labels)]
+            step = max(1, -(-len(paths) // workers))
+            futures = [pool.submit(_save_pngs, (paths[i:i + step], images[i:i + step]))
+                       for i in range(0, len(paths), step)]
+            in_flight.append((end, futures))
+            drain(keep=2)
+        drain(keep=0)
+    bar.close()
+    state_file.unlink()
+    (part / ".synthaug-provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    os.replace(part, out)

@@ -1,0 +1,177 @@
+"""The one generation engine: deterministic plans, large batches, uint8 on the device, pinned async copies."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthaug.checkpoint import generator_file, load_safe, model_config_from
+from synthaug.errors import CheckpointError, SynthaugError
+from synthaug.models import ConditionalGenerator, build_models
+
+CPU_BATCH = 64  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
+
+
+def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ConditionalGenerator:
+    """Load the sampling generator (EMA weights when trained with EMA) in eval mode.
+
+    The result maps z (N, latent_dim) and int64 labels (N,) to images (N, C, H, W) in [-1, 1], and carries
+    `latent_dim`, `num_classes`, `class_names` and `image_shape`.
+    """
+    path = generator_file(run_or_checkpoint)
+    obj = load_safe(path)
+    cfg = model_config_from(obj, str(path))
+    gen, _ = build_models(cfg)
+    try:
+        gen.load_state_dict(obj["state_dict"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights do not match architecture {cfg.arch!r} of its config "
+                              f"({str(exc).splitlines()[0][:160]})") from None
+    names = obj.get("class_names")
+    if not isinstance(names, list) or len(names) != cfg.num_classes:
+        raise CheckpointError(f"{path}: class_names missing or not {cfg.num_classes} long")
+    gen.class_names = tuple(str(n) for n in names)
+    gen.source_path = path
+    gen.requires_grad_(False)
+    return gen.eval().to(device)
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """A well-mixed 63-bit seed for one chunk, so chunks draw independent noise."""
+    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def chunk_rows_for(image_shape: Sequence[int], target_bytes: int = 1 << 20) -> int:
+    """Images per chunk: about `target_bytes` of uint8, a multiple of 64 (at least 64)."""
+    per_image = int(np.prod(image_shape))
+    return max(64, (target_bytes // per_image) // 64 * 64)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """Which label each output image has, split into fixed chunks whose noise depends only on (seed, chunk)."""
+
+    labels: np.ndarray  # (N,) int64
+    seed: int
+    chunk_rows: int
+    truncation: float | None = None
+
+    @property
+    def total(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.total // self.chunk_rows)
+
+    def chunk_bounds(self, i: int) -> tuple[int, int]:
+        """[start, stop) of chunk i."""
+        return i * self.chunk_rows, min((i + 1) * self.chunk_rows, self.total)
+
+    def counts(self) -> dict[int, int]:
+        """Images per label."""
+        values, counts = np.unique(self.labels, return_counts=True)
+        return {int(v): int(c) for v, c in zip(values, counts)}
+
+
+def class_balanced_plan(class_names: Sequence[str], per_class: int, seed: int, image_shape: Sequence[int],
+                        classes: Sequence[str] | None = None, truncation: float | None = None) -> GenerationPlan:
+    """Exactly `per_class` images of each chosen class (all by default), class by class."""
+    if per_class < 1:
+        raise SynthaugError(f"per-class count must be at least 1 (got {per_class})")
+    chosen = list(range(len(class_names)))
+    if classes:
+        unknown = [c for c in classes if c not in class_names]
+        if unknown:
+            raise SynthaugError(f"unknown class(es) {unknown}; the generator knows {list(class_names)}")
+        chosen = sorted(class_names.index(c) for c in dict.fromkeys(classes))
+    labels = np.repeat(np.asarray(chosen, dtype=np.int64), per_class)
+    return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats to uint8 pixels (round half to even), computed where the images are."""
+    return images.float().add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _chunk_inputs(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise and labels of one chunk, drawn on the CPU so every device gets the same inputs."""
+    start, stop = plan.chunk_bounds(chunk)
+    rng = torch.Generator().manual_seed(chunk_seed(plan.seed, chunk))
+    z = gen.sample_latent(stop - start, generator=rng, truncation=plan.truncation)
+    return z, torch.from_numpy(plan.labels[start:stop])
+
+
+def default_batch_size(gen: ConditionalGenerator, device: torch.device) -> int:
+    """The CPU's best measured batch, or on CUDA a large batch that fits in a quarter of free memory."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    free, _ = torch.cuda.mem_get_info(device)
+    per_image = 4 * int(np.prod(gen.image_shape)) * 64  # activations ~64x the output, fp32, a safe guess
+    return int(max(256, min(16384, free // 4 // per_image)) // 256 * 256)
+
+
+def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: int | None = None,
+                   start_chunk: int = 0, autocast: bool = False,
+                   channels_last: bool = False) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Yield (first chunk, end chunk, images (n, C, H, W) uint8, labels (n,) int64), chunk-aligned, in order.
+
+    Each forward pass covers whole chunks or slices of one, so results do not depend on `batch_size` beyond
+    kernel-level rounding; images are quantised on the device and only uint8 is copied to the host, into
+    pinned buffers with non-blocking copies, one batch behind the compute on CUDA.
+    """
+    device = next(gen.parameters()).device
+    batch_size = batch_size or default_batch_size(gen, device)
+    if channels_last:
+        gen = gen.to(memory_format=torch.channels_last)
+    cast = torch.autocast("cuda", dtype=torch.bfloat16) if (autocast and device.type == "cuda") else nullcontext()
+    pending: tuple | None = None
+    with torch.inference_mode(), cast:
+        for first, end in _windows(plan, start_chunk, batch_size):
+            zs, ys = zip(*(_chunk_inputs(gen, plan, c) for c in range(first, end)))
+            z, y = torch.cat(zs), torch.cat(ys)
+            pieces = [to_uint8(gen(z[i:i + batch_size].to(device, non_blocking=True),
+                                   y[i:i + batch_size].to(device, non_blocking=True)))
+                      for i in range(0, z.shape[0], batch_size)]
+            out = torch.cat(pieces)
+            if device.type == "cuda":
+                host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
+                host.copy_(out, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+                if pending is not None:
+                    yield _finish(pending)
+                pending = (first, end, host, y, event)
+            else:
+                yield first, end, out.numpy(), y.numpy()
+        if pending is not None:
+            yield _finish(pending)
+
+
+def _finish(pending: tuple) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Wait for a pending device-to-host copy and hand out its arrays."""
+    first, end, host, y, event = pending
+    event.synchronize()
+    return first, end, host.numpy(), y.numpy()
+
+
+def _windows(plan: GenerationPlan, start_chunk: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """Runs of whole chunks holding about `batch_size` images (at least one chunk)."""
+    per_window = max(1, batch_size // plan.chunk_rows)
+    for first in range(start_chunk, plan.num_chunks, per_window):
+        yield first, min(first + per_window, plan.num_chunks)
+
+
+def generate(gen: ConditionalGenerator, labels: torch.Tensor | np.ndarray, seed: int = 0,
+             batch_size: int | None = None, truncation: float | None = None) -> torch.Tensor:
+    """Generate uint8 images (N, C, H, W) for the given labels, deterministically for a seed."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= gen.num_classes):
+        raise SynthaugError(f"labels must lie in [0, {gen.num_classes})")
+    plan = GenerationPlan(labels, seed, chunk_rows_for(gen.image_shape), truncation)
+    parts = [torch.from_numpy(images) for _, _, images, _ in iter_generated(gen, plan, batch_size)]
+    return torch.cat(parts) if parts else torch.empty((0, *gen.image_shape), dtype=torch.uint8)

@@ -1,0 +1,113 @@
+"""SNGAN with a projection discriminator (Miyato et al. 2018; Miyato & Koyama 2018): the modern default."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from synthaug.config import ModelConfig
+from synthaug.models import Architecture, register_arch
+from synthaug.models.base import ConditionalGenerator, upsampling_plan
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(num_classes, channels)
+        self.beta = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.gamma(labels)[:, :, None, None] + self.beta(labels)[:, :, None, None]
+
+
+class GBlock(nn.Module):
+    """Residual up-block: CBN-ReLU-Up-Conv-CBN-ReLU-Conv plus an upsampled 1x1 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, num_classes: int):
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm2d(c_in, num_classes)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm2d(c_out, num_classes)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.bn1(x, labels)), scale_factor=2, mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), labels)))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class SNGANGenerator(ConditionalGenerator):
+    """z -> dense -> (ch, b, b) -> residual up-blocks with class-conditional BN -> BN-ReLU-Conv3x3 -> tanh."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg.latent_dim, cfg.num_classes, (cfg.channels, cfg.resolution, cfg.resolution))
+        base, stages = upsampling_plan(cfg.resolution)
+        ch = cfg.width or 64
+        chans = [ch * 2 ** max(0, stages - 2 - i) for i in range(stages + 1)]
+        self.base, self.c0 = base, chans[0]
+        self.dense = nn.Linear(cfg.latent_dim, chans[0] * base * base)
+        self.blocks = nn.ModuleList(GBlock(a, b, cfg.num_classes) for a, b in zip(chans, chans[1:]))
+        self.out = nn.Sequential(nn.BatchNorm2d(chans[-1]), nn.ReLU(), nn.Conv2d(chans[-1], cfg.channels, 3, padding=1),
+                                 nn.Tanh())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.dense(z).view(-1, self.c0, self.base, self.base)
+        for block in self.blocks:
+            h = block(h, labels)
+        return self.out(h)
+
+
+class DBlock(nn.Module):
+    """Spectrally normalised residual down-block (the first one skips the leading ReLU)."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool):
+        super().__init__()
+        self.down, self.first = down, first
+        self.conv1 = spectral_norm(nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.conv2 = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.shortcut = spectral_norm(nn.Conv2d(c_in, c_out, 1)) if (c_in != c_out or down) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.down:
+            h = F.avg_pool2d(h, 2)
+        s = x
+        if self.shortcut is not None:
+            # The first block pools before its 1x1 conv (cheaper, as in the reference implementation).
+            s = self.shortcut(F.avg_pool2d(x, 2)) if (self.first and self.down) else self.shortcut(x)
+            if self.down and not self.first:
+                s = F.avg_pool2d(s, 2)
+        return h + s
+
+
+class ProjectionDiscriminator(nn.Module):
+    """SN residual blocks, ReLU, global sum pool; logit = linear(h) + <embed(y), h> (projection)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        _, stages = upsampling_plan(cfg.resolution)
+        ch = cfg.width or 64
+        chans = [cfg.channels] + [ch * 2 ** min(i, 1) for i in range(stages + 1)]
+        downs = [True] * stages + [False]
+        self.blocks = nn.Sequential(*(DBlock(a, b, d, i == 0)
+                                      for i, (a, b, d) in enumerate(zip(chans, chans[1:], downs))))
+        self.linear = spectral_norm(nn.Linear(chans[-1], 1))
+        self.embed = spectral_norm(nn.Embedding(cfg.num_classes, chans[-1]))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+
+
+register_arch(Architecture(
+    "sngan", SNGANGenerator, ProjectionDiscriminator,
+    "SNGAN + projection discriminator: conditional BN, spectral norm, hinge loss, TTUR, EMA generator",
+    {"loss": "hinge", "lr_g": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.9)}, ema=True))

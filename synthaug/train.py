@@ -1,0 +1,417 @@
+"""The training loop: tensors in memory, small d_step/g_step functions, EMA, atomic checkpoints, clean stops."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import signal
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchvision.utils import make_grid
+from tqdm.auto import tqdm
+
+import synthaug
+from synthaug.checkpoint import GENERATOR_FILE, TRAINING_STATE, load_safe, save_atomic
+from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
+from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
+from synthaug.errors import CheckpointError, SynthaugError
+from synthaug.fsutil import atomic_path, atomic_write_text
+from synthaug.losses import LossPair, get_loss
+from synthaug.models import ConditionalGenerator, build_models, get_arch
+
+LOG_EVERY = 25
+CHECKPOINT_MINUTES = 5.0
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SynthaugError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SynthaugError(f"device {name!r} requested but CUDA is not available on this machine")
+    return device
+
+
+def default_run_dir(data_dir: str | Path, runs: str | Path = "runs") -> Path:
+    """runs/<folder name>, naming a split folder (train/...) by its parent."""
+    path = Path(data_dir).resolve()
+    name = path.parent.name if path.name in SPLIT_NAMES else path.name
+    return Path(runs) / name
+
+
+@dataclass
+class Models:
+    """Everything that trains, plus the generator used for sampling (the EMA copy when enabled)."""
+
+    g: ConditionalGenerator
+    d: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    ema: AveragedModel | None
+
+    @property
+    def sampler(self) -> ConditionalGenerator:
+        """The generator whose weights are exported."""
+        return self.ema.module if self.ema is not None else self.g
+
+
+def build_training(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> Models:
+    """Networks, optimisers (Adam, two time-scale where configured) and the EMA copy, on `device`."""
+    g, d = build_models(model_cfg)
+    g.to(device)
+    d.to(device)
+    opt_g = torch.optim.Adam(g.parameters(), lr=train_cfg.lr_g, betas=train_cfg.betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=train_cfg.lr_d, betas=train_cfg.betas)
+    ema = None
+    if model_cfg.ema:
+        ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay), use_buffers=True)
+        ema.eval()
+    return Models(g, d, opt_g, opt_d, ema)
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _grad_norm(module: nn.Module) -> float:
+    """Total L2 norm of a module's gradients."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+
+
+def d_step(m: Models, loss: LossPair, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
+           want_norms: bool) -> dict[str, float]:
+    """One discriminator update on a real batch and an equally sized fake batch of the same labels."""
+    device = real.device
+    with torch.no_grad(), _autocast(device):
+        fake = m.g(m.g.sample_latent(real.shape[0], device=device), labels)
+    with _autocast(device):
+        real_logits = m.d(real, labels)
+        fake_logits = m.d(fake.detach(), labels)
+        d_loss = loss.d_loss(real_logits.float(), fake_logits.float(), smoothing)
+    m.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    out = {"d_loss": d_loss.detach(), "d_real": real_logits.detach().float().mean(),
+           "d_fake": fake_logits.detach().float().mean()}
+    if want_norms:
+        out["d_grad_norm"] = _grad_norm(m.d)
+    m.opt_d.step()
+    return out
+
+
+def g_step(m: Models, loss: LossPair, labels: torch.Tensor, want_norms: bool) -> dict[str, float]:
+    """One generator update against the current discriminator."""
+    device = labels.device
+    with _autocast(device):
+        fake = m.g(m.g.sample_latent(labels.shape[0], device=device), labels)
+        g_loss = loss.g_loss(m.d(fake, labels).float())
+    m.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    out = {"g_loss": g_loss.detach()}
+    if want_norms:
+        out["g_grad_norm"] = _grad_norm(m.g)
+    m.opt_g.step()
+    if m.ema is not None:
+        m.ema.update_parameters(m.g)
+    return out
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks, so a stop saves a checkpoint first."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.reason is not None:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self.reason = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def fixed_grid_inputs(num_classes: int, latent: Callable[..., torch.Tensor], seed: int, per_row: int = 10):
+    """Fixed noise and labels for the per-epoch grid: one row per class."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    z = latent(num_classes * per_row, generator=gen)
+    labels = torch.arange(num_classes).repeat_interleave(per_row)
+    return z, labels
+
+
+@torch.inference_mode()
+def save_sample_grid(g: ConditionalGenerator, z: torch.Tensor, labels: torch.Tensor, path: Path,
+                     per_row: int = 10) -> None:
+    """Write a PNG grid of samples, one row per class."""
+    from PIL import Image
+
+    was_training = g.training
+    g.eval()
+    device = next(g.parameters()).device
+    images = g(z.to(device), labels.to(device)).float().cpu()
+    g.train(was_training)
+    grid = make_grid((images + 1) / 2, nrow=per_row, padding=2, pad_value=1.0)
+    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    with atomic_path(path, ".png") as tmp:
+        Image.fromarray(arr if arr.shape[2] == 3 else arr[:, :, 0]).save(tmp, format="PNG")
+
+
+def _resolve_train_config(arch: str, overrides: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from the architecture's defaults, overridden by what the caller set (None = not set)."""
+    values = dict(get_arch(arch).train_defaults)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "betas" in values:
+        values["betas"] = tuple(values["betas"])
+    return TrainConfig(**values)
+
+
+def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = "conv", resolution: int | None = None,
+        resume: bool = False, progress: bool = True, workers: int | None = None, width: int = 0,
+        latent_dim: int = 100, ema: bool | None = None,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None, **train_settings: Any) -> Path:
+    """Train a class-conditional GAN on a labelled image folder and return the run folder.
+
+    Args:
+        data_dir: `root/<class>/<image>`, or a folder with a `train/` split.
+        out: run folder (default `runs/<folder name>`).
+        arch: architecture name (see `synthaug.models.list_archs()`).
+        resolution: side length (default: the folder's own, rounded to a supported size).
+        resume: continue the run in `out` from its last checkpoint.
+        **train_settings: any field of `TrainConfig` (epochs, minutes, batch_size, seed, device, lr_g, ...).
+    """
+    data_dir = resolve_split(data_dir)
+    out = Path(out) if out is not None else default_run_dir(data_dir)
+    if resume:
+        cfg = _resumed_config(out, train_settings)
+    else:
+        if (out / "config.json").exists():
+            raise SynthaugError(f"{out}: already holds a run; pass --resume to continue it or --out for a new one")
+        unknown = set(train_settings) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise SynthaugError(f"unknown training settings: {sorted(unknown)}")
+        get_arch(arch)
+        cfg = None
+    data = load_image_folder(data_dir, resolution or (cfg.data.resolution if cfg else None),
+                             cfg.data.channels if cfg else None, workers=workers, progress=progress)
+    if cfg is None:
+        cfg = RunConfig(
+            data=DataConfig(str(data_dir), int(data.images.shape[-1]), int(data.images.shape[1]), data.class_names,
+                            len(data)),
+            model=ModelConfig(arch, int(data.images.shape[-1]), int(data.images.shape[1]), len(data.class_names),
+                              latent_dim, width, get_arch(arch).ema if ema is None else ema),
+            train=_resolve_train_config(arch, train_settings),
+            synthaug_version=synthaug.__version__)
+    elif tuple(cfg.data.class_names) != data.class_names:
+        raise SynthaugError(f"{data_dir}: classes {list(data.class_names)} differ from the run's "
+                            f"{list(cfg.data.class_names)}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", run_config_to_json(cfg))
+    if data.skipped:
+        atomic_write_text(out / "skipped_files.json", json.dumps(list(data.skipped), indent=1))
+    Trainer(cfg, data, out, progress, on_epoch).run(resume)
+    return out
+
+
+def _resumed_config(out: Path, overrides: dict[str, Any]) -> RunConfig:
+    """The run's saved config, with the budget settings a resume may change."""
+    if not (out / TRAINING_STATE).is_file():
+        raise CheckpointError(f"{out}: nothing to resume (no {TRAINING_STATE})")
+    cfg = load_run_config(out)
+    allowed = {"epochs", "minutes", "max_steps", "device"}
+    changed = {k: v for k, v in overrides.items() if v is not None}
+    if set(changed) - allowed:
+        raise SynthaugError(f"--resume keeps the run's settings; only {sorted(allowed)} may change "
+                            f"(got {sorted(set(changed) - allowed)})")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed))
+
+
+class Trainer:
+    """Holds the state of one run; `run()` trains until the epoch, step or time budget is spent."""
+
+    def __init__(self, cfg: RunConfig, data: LabelledImages, out: Path, progress: bool,
+                 on_epoch: Callable[[int, dict[str, float]], None] | None):
+        self.cfg, self.out, self.progress, self.on_epoch = cfg, out, progress, on_epoch
+        self.device = resolve_device(cfg.train.device)
+        torch.manual_seed(cfg.train.seed)
+        self.models = build_training(cfg.model, cfg.train, self.device)
+        self.models.g.class_names = data.class_names
+        self.loss = get_loss(cfg.train.loss)
+        images = data.images
+        if self.device.type == "cuda":
+            images = images.pin_memory()
+        # The whole uint8 set moves to the device once; batches are gathered and normalised there.
+        self.images = images.to(self.device, non_blocking=True)
+        self.labels = data.labels.to(self.device, non_blocking=True)
+        self.order_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+        self.grid_z, self.grid_labels = fixed_grid_inputs(cfg.model.num_classes, self.models.g.sample_latent,
+                                                          cfg.train.seed)
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.step = 0
+        self.order_state = self.order_gen.get_state()
+        self.lr_halved = False
+        if cfg.train.compile:
+            self.models.g.compile()
+            self.models.d.compile()
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, self.images.shape[0] // self.cfg.train.batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """All that a resume needs, as plain tensors and dicts (loadable with weights_only=True)."""
+        m = self.models
+        state = {"generator": m.g.state_dict(), "discriminator": m.d.state_dict(),
+                 "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(),
+                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+                 "order_state": self.order_state, "torch_rng": torch.get_rng_state(),
+                 "lr_halved": self.lr_halved, "config": run_config_to_json(self.cfg)}
+        if m.ema is not None:
+            state["generator_ema"] = m.ema.state_dict()
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state written by `state_dict`."""
+        m = self.models
+        try:
+            m.g.load_state_dict(state["generator"])
+            m.d.load_state_dict(state["discriminator"])
+            m.opt_g.load_state_dict(state["opt_g"])
+            m.opt_d.load_state_dict(state["opt_d"])
+            if m.ema is not None:
+                m.ema.load_state_dict(state["generator_ema"])
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.out / TRAINING_STATE}: does not match the run's architecture "
+                                  f"{self.cfg.model.arch!r} ({str(exc).splitlines()[0][:160]})") from None
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.order_state = state["order_state"]
+        self.lr_halved = bool(state.get("lr_halved", False))
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def save(self) -> None:
+        """Write the training state and the exportable generator, each atomically."""
+        save_atomic(self.state_dict(), self.out / TRAINING_STATE)
+        save_atomic({"format": "synthaug-generator", "model_config": dataclasses.asdict(self.cfg.model),
+                     "class_names": list(self.cfg.data.class_names),
+                     "state_dict": {k: v.detach().cpu() for k, v in self.models.sampler.state_dict().items()},
+                     "step": self.step, "epoch": self.epoch}, self.out / GENERATOR_FILE)
+
+    def batches(self):
+        """Yield (real images in [-1, 1], labels) for the rest of the current epoch."""
+        self.order_gen.set_state(self.order_state)
+        order = torch.randperm(self.images.shape[0], generator=self.order_gen).to(self.device)
+        bs = self.cfg.train.batch_size
+        for b in range(self.batch_in_epoch, self.batches_per_epoch):
+            idx = order[b * bs:(b + 1) * bs]
+            yield self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx]
+
+    def run(self, resume: bool) -> None:
+        """Train until a budget is spent or a stop is requested, checkpointing as it goes."""
+        if resume:
+            self.load_state_dict(load_safe(self.out / TRAINING_STATE))
+        t = self.cfg.train
+        deadline = time.monotonic() + t.minutes * 60 if t.minutes else math.inf
+        self.last_save = time.monotonic()
+        log = open(self.out / "log.jsonl", "a", encoding="utf-8")
+        self.models.g.train()
+        self.models.d.train()
+        with StopFlag() as stop, log:
+            while self.epoch < t.epochs:
+                status = self._run_epoch(log, stop, deadline)
+                if status == "retry":
+                    continue
+                self.save()
+                if status == "stop":
+                    if stop.reason:
+                        warnings.warn(f"stopped by {stop.reason}; checkpoint saved in {self.out}", stacklevel=2)
+                    return
+
+    def _run_epoch(self, log, stop: StopFlag, deadline: float) -> str:
+        """Train on the rest of one epoch: 'done', 'stop' (budget or signal) or 'retry' (after a recovery)."""
+        t = self.cfg.train
+        smoothing = t.label_smoothing if self.loss.uses_smoothing else 1.0
+        bar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch, disable=not self.progress,
+                   desc=f"epoch {self.epoch + 1}/{t.epochs}", unit="batch", leave=False)
+        sums: dict[str, float] = {}
+        n = 0
+        for real, labels in self.batches():
+            want = self.step % LOG_EVERY == 0
+            stats = {}
+            for _ in range(t.d_steps):
+                stats.update(d_step(self.models, self.loss, real, labels, smoothing, want))
+            stats.update(g_step(self.models, self.loss, labels, want))
+            self.step += 1
+            self.batch_in_epoch += 1
+            bar.update(1)
+            if want:
+                row = {k: float(v) for k, v in stats.items()}
+                if not all(math.isfinite(v) for v in row.values()):
+                    bar.close()
+                    self._recover(row)
+                    return "retry"
+                log.write(json.dumps({"step": self.step, "epoch": self.epoch, **row}) + "\n")
+                log.flush()
+                bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}")
+                for k, v in row.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n += 1
+            if stop.reason or time.monotonic() > deadline or (t.max_steps and self.step >= t.max_steps):
+                bar.close()
+                return "stop"
+            if time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60:
+                self.save()
+                self.last_save = time.monotonic()
+        bar.close()
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.order_state = self.order_gen.get_state()
+        save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
+                         self.out / "samples" / f"epoch_{self.epoch:04d}.png")
+        means = {k: v / max(n, 1) for k, v in sums.items()}
+        if self.on_epoch is not None:
+            self.on_epoch(self.epoch, means)
+        return "done"
+
+    def _recover(self, row: dict[str, float]) -> None:
+        """A non-finite loss: restore the last checkpoint and halve the learning rates once, else stop."""
+        if self.lr_halved or not (self.out / TRAINING_STATE).is_file():
+            raise SynthaugError(f"training diverged at step {self.step} (losses {row}); "
+                                f"lower the learning rates or try another --loss")
+        warnings.warn(f"non-finite loss at step {self.step}; restoring the last checkpoint with halved "
+                      f"learning rates", stacklevel=2)
+        self.load_state_dict(load_safe(self.out / TRAINING_STATE))
+        for opt in (self.models.opt_g, self.models.opt_d):
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        self.lr_halved = True
