@@ -1,4 +1,37 @@
+"""The `synthaug` command line: each command parses options and calls one public function of the library."""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
 import click
-@click.group()
-def cli():
-    """synthaug"""
+
+from synthaug.errors import SynthaugError
+
+
+class FriendlyGroup(click.Group):
+    """Turns library errors into one-line messages and warnings into `warning: ...` lines."""
+
+    def invoke(self, ctx: click.Context):
+        warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
+        try:
+            return super().invoke(ctx)
+        except SynthaugError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing complete was overwritten (re-run with --resume to continue)", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=FriendlyGroup)
+@click.version_option(package_name="synthaug")
+def cli() -> None:
+    """Fit class-conditional GANs on labelled image folders, export synthetic data, benchmark it."""
+
+
+def _register() -> None:
+    from synthaug_cli import commands  # noqa: F401 - importing attaches the commands
+
+
+_register()

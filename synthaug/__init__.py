@@ -2,3 +2,20 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from synthaug.benchmark import benchmark
+from synthaug.checkpoint import latest_run
+from synthaug.classify import ClassifierRecipe, list_classifiers
+from synthaug.data.dataset import SyntheticDataset, mix
+from synthaug.data.folder import load_image_folder
+from synthaug.errors import SynthaugError
+from synthaug.export import export
+from synthaug.generate import generate, load_generator
+from synthaug.pretrained import list_pretrained, pretrained_path
+from synthaug.train import fit
+
+DEFAULT_ARCH = "sngan"
+
+__all__ = ["ClassifierRecipe", "SynthaugError", "SyntheticDataset", "benchmark", "export", "fit", "generate",
+           "latest_run", "list_classifiers", "list_pretrained", "load_generator", "load_image_folder", "mix",
+           "pretrained_path"]

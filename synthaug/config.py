@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    channels_last: bool = True
     checkpoint_every: int = 1  # epochs
     max_steps: int | None = None
 

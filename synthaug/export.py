@@ -64,6 +64,8 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int = 1000
     from synthaug.train import resolve_device
 
     out = Path(out)
+    if per_class < 1:
+        raise SynthaugError(f"per-class count must be at least 1 (got {per_class})")
     fmt = export_format(out, fmt)
     if out.exists() and not overwrite:
         raise SynthaugError(f"{out}: already exists; choose another --out or pass --overwrite")

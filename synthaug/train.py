@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
 import signal
 import time
 import warnings
@@ -277,6 +278,10 @@ class Trainer:
         self.step = 0
         self.order_state = self.order_gen.get_state()
         self.lr_halved = False
+        if cfg.train.channels_last:
+            # NHWC convolutions are ~1.9x faster on the CPU (oneDNN) and on tensor cores.
+            for net in (self.models.g, self.models.d):
+                net.to(memory_format=torch.channels_last)
         if cfg.train.compile:
             self.models.g.compile()
             self.models.d.compile()
@@ -319,13 +324,23 @@ class Trainer:
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
-    def save(self) -> None:
-        """Write the training state and the exportable generator, each atomically."""
-        save_atomic(self.state_dict(), self.out / TRAINING_STATE)
+    def save(self, full: bool = True) -> None:
+        """Write the exportable generator and (when `full`) the training state, each atomically."""
+        if full:
+            save_atomic(self.state_dict(), self.out / TRAINING_STATE)
+            self.last_save = time.monotonic()
         save_atomic({"format": "synthaug-generator", "model_config": dataclasses.asdict(self.cfg.model),
                      "class_names": list(self.cfg.data.class_names),
                      "state_dict": {k: v.detach().cpu() for k, v in self.models.sampler.state_dict().items()},
                      "step": self.step, "epoch": self.epoch}, self.out / GENERATOR_FILE)
+
+    def end_of_epoch(self) -> None:
+        """Sample grid and a small generator snapshot every epoch; the full state every few minutes."""
+        save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
+                         self.out / "samples" / f"epoch_{self.epoch:04d}.png")
+        self.save(full=time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60)
+        (self.out / "generators").mkdir(exist_ok=True)
+        shutil.copyfile(self.out / GENERATOR_FILE, self.out / "generators" / f"epoch_{self.epoch:04d}.pt")
 
     def batches(self):
         """Yield (real images in [-1, 1], labels) for the rest of the current epoch."""
@@ -334,7 +349,10 @@ class Trainer:
         bs = self.cfg.train.batch_size
         for b in range(self.batch_in_epoch, self.batches_per_epoch):
             idx = order[b * bs:(b + 1) * bs]
-            yield self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx]
+            real = self.images[idx].float().div_(127.5).sub_(1.0)
+            if self.cfg.train.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            yield real, self.labels[idx]
 
     def run(self, resume: bool) -> None:
         """Train until a budget is spent or a stop is requested, checkpointing as it goes."""
@@ -342,20 +360,24 @@ class Trainer:
             self.load_state_dict(load_safe(self.out / TRAINING_STATE))
         t = self.cfg.train
         deadline = time.monotonic() + t.minutes * 60 if t.minutes else math.inf
-        self.last_save = time.monotonic()
         log = open(self.out / "log.jsonl", "a", encoding="utf-8")
         self.models.g.train()
         self.models.d.train()
+        if not resume:
+            self.save()  # a state to fall back on from the first step
+        self.last_save = time.monotonic()
         with StopFlag() as stop, log:
-            while self.epoch < t.epochs:
+            status = "done"
+            while self.epoch < t.epochs and status != "stop":
                 status = self._run_epoch(log, stop, deadline)
-                if status == "retry":
-                    continue
-                self.save()
-                if status == "stop":
-                    if stop.reason:
-                        warnings.warn(f"stopped by {stop.reason}; checkpoint saved in {self.out}", stacklevel=2)
-                    return
+                if status == "done":
+                    self.end_of_epoch()
+            self.save()
+            if status == "stop" and self.batch_in_epoch:
+                save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
+                                 self.out / "samples" / f"step_{self.step:07d}.png")
+            if stop.reason:
+                warnings.warn(f"stopped by {stop.reason}; checkpoint saved in {self.out}", stacklevel=2)
 
     def _run_epoch(self, log, stop: StopFlag, deadline: float) -> str:
         """Train on the rest of one epoch: 'done', 'stop' (budget or signal) or 'retry' (after a recovery)."""
@@ -391,13 +413,10 @@ class Trainer:
                 return "stop"
             if time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60:
                 self.save()
-                self.last_save = time.monotonic()
         bar.close()
         self.epoch += 1
         self.batch_in_epoch = 0
         self.order_state = self.order_gen.get_state()
-        save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
-                         self.out / "samples" / f"epoch_{self.epoch:04d}.png")
         means = {k: v / max(n, 1) for k, v in sums.items()}
         if self.on_epoch is not None:
             self.on_epoch(self.epoch, means)

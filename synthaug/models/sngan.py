@@ -10,6 +10,9 @@ from synthaug.config import ModelConfig
 from synthaug.models import Architecture, register_arch
 from synthaug.models.base import ConditionalGenerator, upsampling_plan
 
+# Right-sized for 2 CPU cores: width 32 trains ~3.7x faster than 64 at 28 px (benchmarks/bench_training.py).
+DEFAULT_WIDTH = 32
+
 
 class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017)."""
@@ -49,7 +52,7 @@ class SNGANGenerator(ConditionalGenerator):
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg.latent_dim, cfg.num_classes, (cfg.channels, cfg.resolution, cfg.resolution))
         base, stages = upsampling_plan(cfg.resolution)
-        ch = cfg.width or 64
+        ch = cfg.width or DEFAULT_WIDTH
         chans = [ch * 2 ** max(0, stages - 2 - i) for i in range(stages + 1)]
         self.base, self.c0 = base, chans[0]
         self.dense = nn.Linear(cfg.latent_dim, chans[0] * base * base)
@@ -94,7 +97,7 @@ class ProjectionDiscriminator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         _, stages = upsampling_plan(cfg.resolution)
-        ch = cfg.width or 64
+        ch = cfg.width or DEFAULT_WIDTH
         chans = [cfg.channels] + [ch * 2 ** min(i, 1) for i in range(stages + 1)]
         downs = [True] * stages + [False]
         self.blocks = nn.Sequential(*(DBlock(a, b, d, i == 0)

@@ -1,0 +1,123 @@
+"""The commands, each a few lines over `synthaug`'s public API."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import synthaug
+from synthaug.models import list_archs
+from synthaug_cli.main import cli
+
+
+@cli.group()
+def datasets() -> None:
+    """Write built-in data sets as labelled image folders."""
+
+
+@datasets.command("fashion-mnist")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path), default=None,
+              help="Folder with the IDX files [default: /usr/share/datasets/fashion-mnist].")
+@click.option("--limit", type=int, default=None, help="Keep only the first N images of each split.")
+def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
+    """Write Fashion-MNIST as OUT/train/<class>/*.png and OUT/test/<class>/*.png."""
+    from synthaug.data.fashion_mnist import write_fashion_mnist
+
+    write_fashion_mnist(out, source, limit)
+    click.echo(f"wrote {out}/train and {out}/test")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: runs/<data name>].")
+@click.option("--arch", type=click.Choice(list_archs()), default=synthaug.DEFAULT_ARCH, show_default=True)
+@click.option("--epochs", type=int, default=None, help="Epochs to train [default: 20].")
+@click.option("--minutes", type=float, default=None, help="Stop cleanly after this many minutes.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many generator steps.")
+@click.option("--batch-size", type=int, default=None, help="Images per step [default: 64].")
+@click.option("--resolution", type=int, default=None, help="Side length [default: the folder's own].")
+@click.option("--loss", type=click.Choice(["bce", "hinge", "lsgan"]), default=None,
+              help="[default: the architecture's own]")
+@click.option("--lr-g", type=float, default=None)
+@click.option("--lr-d", type=float, default=None)
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:N [default: auto].")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, resolution: int | None,
+        **settings) -> None:
+    """Train a class-conditional GAN on DATA (root/<class>/<image>, or a folder with train/)."""
+    run = synthaug.fit(data, out, arch=arch, resolution=resolution, resume=resume, progress=not quiet, **settings)
+    click.echo(f"run folder: {run}")
+
+
+@cli.command()
+@click.option("--run", "run", type=click.Path(path_type=Path), default=None,
+              help="Run folder or generator .pt [default: the latest under ./runs].")
+@click.option("--pretrained", type=click.Choice(synthaug.list_pretrained()), default=None,
+              help="Use a built-in pretrained generator instead of a run.")
+@click.option("--per-class", type=int, required=True, help="Images per class.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="OUT.h5 / OUT.hdf5, or a folder.")
+@click.option("--format", "fmt", type=click.Choice(["hdf5", "folder"]), default=None,
+              help="[default: from --out]")
+@click.option("--classes", default=None, help="Comma-separated class names [default: all].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=None, help="[default: the best for the device]")
+@click.option("--truncation", type=float, default=None, help="Truncate the normal noise at this |z|.")
+@click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted export with the same settings.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists (only once the new one is complete).")
+@click.option("--quiet", is_flag=True)
+def export(run: Path | None, pretrained: str | None, classes: str | None, quiet: bool, **options) -> None:
+    """Generate a class-balanced synthetic data set from a trained generator."""
+    source = synthaug.pretrained_path(pretrained) if pretrained else (run or synthaug.latest_run())
+    stats: dict = {}
+    out = synthaug.export(source, classes=classes.split(",") if classes else None, progress=not quiet,
+                          stats=stats, **options)
+    click.echo(f"wrote {stats['images']} images to {out} ({stats['images_per_s']:.0f} images/s)")
+
+
+@cli.command()
+@click.option("--synthetic", type=click.Path(path_type=Path), required=True, help="An HDF5 export.")
+@click.option("--real", type=click.Path(path_type=Path), default=None,
+              help="Real training folder [default: the folder the export's run was trained on].")
+@click.option("--test", type=click.Path(path_type=Path), default=None,
+              help="Real test folder [default: test/ beside --real].")
+@click.option("--classifier", type=click.Choice(synthaug.list_classifiers()), default="cnn", show_default=True)
+@click.option("--steps", type=int, default=1000, show_default=True, help="Training steps per classifier.")
+@click.option("--ratios", default="1", show_default=True, help="Synthetic-per-real ratios for the mixed sets.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmark.json"), show_default=True)
+@click.option("--quiet", is_flag=True)
+def benchmark(synthetic: Path, real: Path | None, test: Path | None, classifier: str, steps: int, ratios: str,
+              seed: int, device: str, out: Path, quiet: bool) -> None:
+    """Train the same classifier on real, synthetic and mixed data; test each on real data."""
+    from synthaug.benchmark import format_table, real_dir_of
+
+    recipe = synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed)
+    report = synthaug.benchmark(real or real_dir_of(synthetic), test, synthetic, recipe=recipe, device=device,
+                                ratios=tuple(float(r) for r in ratios.split(",")), out=out, progress=not quiet)
+    click.echo(format_table(report))
+    click.echo(f"wrote {out}")
+
+
+@cli.command("archs")
+def archs() -> None:
+    """List the architectures `fit --arch` accepts."""
+    from synthaug.models import get_arch
+
+    for name in list_archs():
+        click.echo(f"{name:12s} {get_arch(name).description}")
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+def inspect(path: Path) -> None:
+    """Validate an HDF5 export and print what it holds."""
+    info = synthaug.SyntheticDataset(path).info
+    click.echo(json.dumps({"images": info.num_images, "image_shape": info.image_shape,
+                           "class_names": info.class_names, "provenance": info.provenance}, indent=1))

@@ -1,0 +1,49 @@
+"""The whole path in Python: labelled folder -> cGAN -> balanced HDF5 export -> DataLoader -> benchmark.
+
+    python examples/quickstart.py                      # Fashion-MNIST from Debian's dataset-fashion-mnist
+    python examples/quickstart.py --data my_images/    # any root/<class>/<image> folder (with test/ beside train/)
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+import synthaug
+from synthaug.benchmark import format_table
+from synthaug.data.fashion_mnist import write_fashion_mnist
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="labelled folder [default: Fashion-MNIST]")
+    parser.add_argument("--work", type=Path, default=Path("quickstart"), help="where outputs go")
+    parser.add_argument("--arch", default=synthaug.DEFAULT_ARCH)
+    parser.add_argument("--minutes", type=float, default=5.0, help="training budget")
+    parser.add_argument("--per-class", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="classifier steps per benchmark condition")
+    args = parser.parse_args()
+
+    data = args.data
+    if data is None:
+        data = args.work / "fashion"
+        if not data.exists():
+            write_fashion_mnist(data)  # needs `apt-get install dataset-fashion-mnist`
+
+    run = synthaug.fit(data, args.work / "run", arch=args.arch, minutes=args.minutes, resume=False)
+    gen = synthaug.load_generator(run)
+    print(f"generator: {gen.image_shape}, classes {gen.class_names}")
+
+    synth = synthaug.export(run, args.work / "synth.h5", per_class=args.per_class, seed=0, overwrite=True)
+    loader = DataLoader(synthaug.SyntheticDataset(synth), batch_size=256, shuffle=True, num_workers=2)
+    images, labels = next(iter(loader))
+    print(f"a synthetic batch: {tuple(images.shape)} in [{images.min():.2f}, {images.max():.2f}], labels {labels[:8].tolist()}")
+
+    report = synthaug.benchmark(data, None, synth, recipe=synthaug.ClassifierRecipe(steps=args.steps),
+                                out=args.work / "benchmark.json")
+    print(format_table(report))
+
+
+if __name__ == "__main__":
+    main()

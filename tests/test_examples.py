@@ -1,0 +1,39 @@
+"""The examples run as a user would run them, on tiny budgets over real digits."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import synthaug
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(args, tmp_path):
+    env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_quickstart(digits_splits, tmp_path):
+    p = _run([str(EXAMPLES / "quickstart.py"), "--data", str(digits_splits), "--work", str(tmp_path / "w"),
+              "--arch", "mlp", "--minutes", "0.05", "--per-class", "20", "--steps", "20"], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "a synthetic batch: (200, 1, 8, 8)" in p.stdout
+    assert re.search(r"\| real \| 1400 \| \d+\.\d+% \|", p.stdout)
+    assert (tmp_path / "w" / "benchmark.json").is_file()
+
+
+def test_train_with_synthetic(tiny_run, digits_splits, tmp_path):
+    syn = synthaug.export(tiny_run, tmp_path / "s.h5", per_class=10, progress=False)
+    p = _run([str(EXAMPLES / "train_with_synthetic.py"), "--real", str(digits_splits / "train"), "--test",
+              str(digits_splits / "test"), "--synthetic", str(syn), "--max-batches", "3"], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "on 1500 images (1400 real)" in p.stdout
+    assert re.search(r"test accuracy on real images: \d+\.\d+%", p.stdout)
