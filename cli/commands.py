@@ -58,7 +58,10 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
               help="Run folder or generator .pt [default: the latest under ./runs].")
 @click.option("--pretrained", type=click.Choice(synthaug.list_pretrained()), default=None,
               help="Use a built-in pretrained generator instead of a run.")
-@click.option("--per-class", type=int, required=True, help="Images per class.")
+@click.option("--per-class", type=int, default=None, help="Images per class.")
+@click.option("--balance-to", type=click.Path(path_type=Path), default=None,
+              help="Instead of --per-class: top up this real folder's classes to its largest (or --target).")
+@click.option("--target", type=int, default=None, help="With --balance-to: the count every class should reach.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="OUT.h5 / OUT.hdf5, or a folder.")
 @click.option("--format", "fmt", type=click.Choice(["hdf5", "folder"]), default=None,
               help="[default: from --out]")
@@ -73,6 +76,8 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
 @click.option("--quiet", is_flag=True)
 def export(run: Path | None, pretrained: str | None, classes: str | None, quiet: bool, **options) -> None:
     """Generate a class-balanced synthetic data set from a trained generator."""
+    if (options["per_class"] is None) == (options["balance_to"] is None):
+        raise click.UsageError("give exactly one of --per-class N and --balance-to DIR")
     source = synthaug.pretrained_path(pretrained) if pretrained else (run or synthaug.latest_run())
     stats: dict = {}
     out = synthaug.export(source, classes=classes.split(",") if classes else None, progress=not quiet,
@@ -121,3 +126,33 @@ def inspect(path: Path) -> None:
     info = synthaug.SyntheticDataset(path).info
     click.echo(json.dumps({"images": info.num_images, "image_shape": info.image_shape,
                            "class_names": info.class_names, "provenance": info.provenance}, indent=1))
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--real", type=click.Path(path_type=Path), required=True, help="Real labelled folder to compare with.")
+@click.option("--per-class", type=int, default=1000, show_default=True, help="Images per class to generate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the metrics as JSON.")
+@click.option("--quiet", is_flag=True)
+def evaluate(source: Path, real: Path, per_class: int, seed: int, out: Path | None, quiet: bool) -> None:
+    """Quality of a run, generator file or HDF5 export (SOURCE) against real images."""
+    from synthaug.metrics import evaluate as run_evaluate
+
+    m = run_evaluate(source, real, per_class=per_class, seed=seed, out=out, progress=not quiet)
+    for key in ("frechet_distance", "frechet_distance_per_class_mean", "label_agreement", "precision", "recall",
+                "density", "coverage"):
+        click.echo(f"{key:32s} {m[key]:.4f}")
+
+
+@cli.command("select-best")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True)
+def select_best(run: Path, quiet: bool) -> None:
+    """Install the epoch snapshot with the lowest feature Fréchet distance as RUN/generator.pt."""
+    from synthaug.metrics import select_best_epoch
+
+    result = select_best_epoch(run, progress=not quiet)
+    for name, s in result["scores"].items():
+        click.echo(f"{name}  FD {s['frechet_distance']:8.3f}  agreement {100 * s['label_agreement']:.1f}%"
+                   + ("  <- best" if name == result["best"] else ""))

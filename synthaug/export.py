@@ -24,7 +24,8 @@ import synthaug
 from synthaug.checkpoint import generator_file, sha256_file
 from synthaug.data.h5format import PLAN_ATTR, PROGRESS_ATTR, create_export, finish_export, validate_export
 from synthaug.errors import SynthaugError
-from synthaug.generate import GenerationPlan, class_balanced_plan, iter_generated, load_generator
+from synthaug.data.folder import scan_folder
+from synthaug.generate import GenerationPlan, balance_plan, class_balanced_plan, iter_generated, load_generator
 from synthaug.models import ConditionalGenerator
 
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -51,20 +52,22 @@ def plan_key(plan: GenerationPlan, checkpoint_sha: str) -> str:
                        "truncation": plan.truncation, "checkpoint_sha256": checkpoint_sha}, sort_keys=True)
 
 
-def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int = 1000, seed: int = 0,
-           batch_size: int | None = None, *, classes: Sequence[str] | None = None, fmt: str | None = None,
+def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None = 1000, seed: int = 0,
+           batch_size: int | None = None, *, classes: Sequence[str] | None = None,
+           balance_to: str | Path | None = None, target: int | None = None, fmt: str | None = None,
            device: str = "auto", truncation: float | None = None, compression: str | None = None,
            resume: bool = False, overwrite: bool = False, progress: bool = True,
            stats: dict[str, Any] | None = None) -> Path:
     """Generate a class-balanced synthetic data set and write it to `out` (HDF5 or ImageFolder).
 
     Same seed, same images and labels, whatever the batch size. The output appears only when complete; an
-    interrupted export leaves `.<name>.partial` beside it, which `resume=True` continues.
+    interrupted export leaves `.<name>.partial` beside it, which `resume=True` continues. With `balance_to`
+    (a real, imbalanced folder), each class gets what it lacks to reach `target` (default: its largest class).
     """
     from synthaug.train import resolve_device
 
     out = Path(out)
-    if per_class < 1:
+    if balance_to is None and (per_class is None or per_class < 1):
         raise SynthaugError(f"per-class count must be at least 1 (got {per_class})")
     fmt = export_format(out, fmt)
     if out.exists() and not overwrite:
@@ -72,9 +75,15 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int = 1000
     gen_path = generator_file(run_or_checkpoint)
     gen = load_generator(gen_path, resolve_device(device))
     sha = sha256_file(gen_path)
-    plan = class_balanced_plan(gen.class_names, per_class, seed, gen.image_shape, classes, truncation)
+    if balance_to is not None:
+        index = scan_folder(balance_to)
+        counts = {name: index.labels.count(i) for i, name in enumerate(index.class_names)}
+        plan = balance_plan(gen.class_names, counts, seed, gen.image_shape, target, truncation)
+    else:
+        plan = class_balanced_plan(gen.class_names, per_class, seed, gen.image_shape, classes, truncation)
     provenance = {"run": str(Path(run_or_checkpoint).resolve()), "checkpoint": str(gen_path.resolve()),
-                  "checkpoint_sha256": sha, "seed": seed, "per_class": per_class,
+                  "checkpoint_sha256": sha, "seed": seed, "per_class": per_class if balance_to is None else None,
+                  "balance_to": str(balance_to) if balance_to is not None else None, "target": target,
                   "classes": [gen.class_names[c] for c in plan.counts()], "truncation": truncation,
                   "synthaug_version": synthaug.__version__,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

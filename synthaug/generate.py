@@ -93,6 +93,20 @@ def class_balanced_plan(class_names: Sequence[str], per_class: int, seed: int, i
     return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation)
 
 
+def balance_plan(class_names: Sequence[str], counts: dict[str, int], seed: int, image_shape: Sequence[int],
+                 target: int | None = None, truncation: float | None = None) -> GenerationPlan:
+    """Top every class up to `target` images (default: the largest class's count) given its real `counts`."""
+    unknown = set(counts) - set(class_names)
+    if unknown:
+        raise SynthaugError(f"classes {sorted(unknown)} of the real folder are unknown to the generator")
+    target = target if target is not None else max(counts.values())
+    need = [(class_names.index(c), target - counts.get(c, 0)) for c in class_names]
+    labels = np.concatenate([np.full(max(n, 0), i, dtype=np.int64) for i, n in need])
+    if labels.size == 0:
+        raise SynthaugError(f"every class already has at least {target} images; nothing to top up")
+    return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation)
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats to uint8 pixels (round half to even), computed where the images are."""
     return images.float().add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)

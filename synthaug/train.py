@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
@@ -70,6 +70,22 @@ class Models:
         return self.ema.module if self.ema is not None else self.g
 
 
+def ema_with_warmup(decay: float) -> Callable[[list, list, Any], None]:
+    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)), so early weights fade fast (as TF's EMA does)."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: Any) -> None:
+        n = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)
+        for a, c in zip(averaged, current):
+            if not a.is_floating_point():  # counters such as BatchNorm's num_batches_tracked
+                a.copy_(c)
+
+    return update
+
+
 def build_training(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> Models:
     """Networks, optimisers (Adam, two time-scale where configured) and the EMA copy, on `device`."""
     g, d = build_models(model_cfg)
@@ -79,7 +95,7 @@ def build_training(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch
     opt_d = torch.optim.Adam(d.parameters(), lr=train_cfg.lr_d, betas=train_cfg.betas)
     ema = None
     if model_cfg.ema:
-        ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay), use_buffers=True)
+        ema = AveragedModel(g, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True)
         ema.eval()
     return Models(g, d, opt_g, opt_d, ema)
 

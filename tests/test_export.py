@@ -128,3 +128,17 @@ def test_hdf5_validation_names_the_problem(tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
     with pytest.raises(DataError, match="not a readable HDF5"):
         validate_export(tmp_path / "junk.h5")
+
+
+def test_balance_to_tops_up_an_imbalanced_folder(tiny_run, tmp_path):
+    from conftest import write_digits
+
+    real = write_digits(tmp_path / "imbalanced", per_class=12)
+    for extra in sorted((real / "digit3").glob("*.png"))[:10]:
+        extra.unlink()  # digit3 now has 2 images
+    out = synthaug.export(tiny_run, tmp_path / "top.h5", balance_to=real, progress=False)
+    _, labels, _ = _arrays(out)
+    assert np.bincount(labels, minlength=10).tolist() == [0, 0, 0, 10, 0, 0, 0, 0, 0, 0]
+    out = synthaug.export(tiny_run, tmp_path / "t20.h5", balance_to=real, target=20, progress=False)
+    _, labels, _ = _arrays(out)
+    assert np.bincount(labels, minlength=10).tolist() == [8, 8, 8, 18, 8, 8, 8, 8, 8, 8]

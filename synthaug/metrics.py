@@ -1,0 +1,200 @@
+"""Generator quality metrics on the features of a classifier trained on the real training folder (no downloads)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from synthaug.classify import ClassifierRecipe, build_classifier, embed, predict, train_classifier
+from synthaug.data.folder import LabelledImages, cache_dir
+from synthaug.errors import SynthaugError
+
+FEATURE_RECIPE = ClassifierRecipe(steps=1500, seed=0)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, D) (Heusel et al. 2017)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # tr(sqrt(A B)) = tr(sqrt(sqrt(A) B sqrt(A))), which is symmetric: eigenvalues are stable.
+    w, v = np.linalg.eigh(cov_a)
+    sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    mid = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(np.clip(mid, 0, None)).sum())
+
+
+def _kth_radius(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each point to its k-th nearest other point."""
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return dist[:, k]
+
+
+def _inside_counts(ref: np.ndarray, radius: np.ndarray, query: np.ndarray, block: int = 1024) -> np.ndarray:
+    """For each query point, how many reference balls (centre ref[j], radius[j]) contain it."""
+    r, rad = torch.from_numpy(ref).float(), torch.from_numpy(radius).float()
+    counts = [(torch.cdist(torch.from_numpy(query[i:i + block]).float(), r) <= rad[None]).sum(1)
+              for i in range(0, len(query), block)]
+    return torch.cat(counts).numpy()
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str, float]:
+    """Improved precision and recall with k-NN manifolds (Kynkäänniemi et al. 2019)."""
+    precision = (_inside_counts(real, _kth_radius(real, k), fake) > 0).mean()
+    recall = (_inside_counts(fake, _kth_radius(fake, k), real) > 0).mean()
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020)."""
+    radius = _kth_radius(real, k)
+    density = _inside_counts(real, radius, fake).sum() / (k * len(fake))
+    nearest_fake, _ = NearestNeighbors(n_neighbors=1).fit(fake).kneighbors(real)
+    return {"density": float(density), "coverage": float((nearest_fake[:, 0] <= radius).mean())}
+
+
+def label_agreement(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """How often the real-data classifier predicts the conditioning label."""
+    return float((probs.argmax(1) == labels).float().mean())
+
+
+def diversity(features: np.ndarray, labels: np.ndarray, max_per_class: int = 500) -> dict[int, float]:
+    """Mean pairwise feature distance within each class (a collapse detector: near 0 means one image)."""
+    out = {}
+    for c in np.unique(labels):
+        f = features[labels == c][:max_per_class]
+        d = np.linalg.norm(f[:, None] - f[None], axis=2)
+        out[int(c)] = float(d.sum() / max(len(f) * (len(f) - 1), 1))
+    return out
+
+
+def feature_classifier(real: LabelledImages, recipe: ClassifierRecipe = FEATURE_RECIPE,
+                       device: str | torch.device = "cpu", progress: bool = False) -> torch.nn.Module:
+    """The metrics' feature extractor: a classifier trained on the real folder, cached per data set hash."""
+    h = hashlib.sha256(real.images.numpy().tobytes())
+    h.update(real.labels.numpy().tobytes())
+    h.update(repr(recipe).encode())
+    path = cache_dir() / f"features-{h.hexdigest()[:24]}.pt"
+    shape = (real.images.shape[1], len(real.class_names), real.images.shape[-1])
+    if path.is_file():
+        model = build_classifier(recipe.arch, *shape)
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return model.eval().to(device)
+        except (RuntimeError, OSError, ValueError):
+            pass
+    model = train_classifier(real.images, real.labels, len(real.class_names), recipe, device, progress=progress,
+                             desc="feature classifier")
+    from synthaug.checkpoint import save_atomic
+
+    try:
+        save_atomic(model.state_dict(), path)
+    except OSError:
+        pass
+    return model
+
+
+def quality_metrics(classifier: torch.nn.Module, real: LabelledImages, fake_images: torch.Tensor,
+                    fake_labels: torch.Tensor, max_real: int = 10000) -> dict[str, Any]:
+    """Fréchet distance (overall, mean per class), precision/recall, density/coverage, label agreement, diversity."""
+    if fake_images.shape[1:] != real.images.shape[1:]:
+        raise SynthaugError(f"synthetic images {tuple(fake_images.shape[1:])} do not match real "
+                            f"{tuple(real.images.shape[1:])}")
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(len(real), size=min(len(real), max_real), replace=False))
+    real_images, real_labels = real.images[keep], real.labels[keep]
+    fr = embed(classifier, real_images).numpy()
+    ff = embed(classifier, fake_images).numpy()
+    yr, yf = real_labels.numpy(), fake_labels.numpy()
+    per_class = {int(c): frechet_distance(fr[yr == c], ff[yf == c]) for c in np.unique(yf)
+                 if (yr == c).sum() > 2 and (yf == c).sum() > 2}
+    n = min(len(fr), len(ff), 5000)
+    out: dict[str, Any] = {
+        "frechet_distance": frechet_distance(fr, ff),
+        "frechet_distance_per_class_mean": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
+        "label_agreement": label_agreement(predict(classifier, fake_images), fake_labels),
+        **precision_recall(fr[:n], ff[:n], k=3),
+        **density_coverage(fr[:n], ff[:n], k=5),
+        "diversity_per_class": diversity(ff, yf),
+        "real_diversity_per_class": diversity(fr, yr),
+    }
+    return out
+
+
+def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_class: int, seed: int,
+                      device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and labels (in the real folder's class order) from an HDF5 export or a generator."""
+    from synthaug.benchmark import load_synthetic
+    from synthaug.data.h5format import validate_export  # noqa: F401 - validation happens in load_synthetic
+    from synthaug.generate import generate, load_generator
+    from synthaug.train import resolve_device
+
+    source = Path(source)
+    if source.suffix.lower() in (".h5", ".hdf5"):
+        return load_synthetic(source, class_names)
+    gen = load_generator(source, resolve_device(device))
+    if set(gen.class_names) != set(class_names):
+        raise SynthaugError(f"{source}: generator classes {list(gen.class_names)} differ from the real "
+                            f"folder's {list(class_names)}")
+    labels = np.repeat(np.arange(gen.num_classes), per_class)
+    images = generate(gen, labels, seed=seed)
+    remap = torch.tensor([class_names.index(c) for c in gen.class_names])
+    return images, remap[torch.from_numpy(labels)]
+
+
+def evaluate(source: str | Path, real_dir: str | Path, *, per_class: int = 1000, seed: int = 0,
+             device: str = "cpu", out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score a run, a generator file or an HDF5 export against a real labelled folder; optionally write JSON."""
+    import json
+
+    from synthaug.data.folder import load_image_folder
+    from synthaug.fsutil import atomic_write_text
+
+    real = load_image_folder(real_dir, progress=progress)
+    images, labels = _synthetic_images(source, real.class_names, per_class, seed, device)
+    if images.shape[1:] != real.images.shape[1:]:
+        real = load_image_folder(real_dir, images.shape[-1], images.shape[1], progress=progress)
+    clf = feature_classifier(real, progress=progress)
+    result = {"source": str(source), "real": str(real_dir), "images": int(len(labels)),
+              "class_names": list(real.class_names), **quality_metrics(clf, real, images, labels)}
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=1))
+    return result
+
+
+def select_best_epoch(run: str | Path, *, per_class: int = 500, progress: bool = True) -> dict[str, Any]:
+    """Score every per-epoch generator snapshot of a run on its training folder; install the best as generator.pt.
+
+    The figure is the classifier-feature Fréchet distance against the run's own training images (never a
+    test split). The last generator is kept as generator-last.pt.
+    """
+    import json
+    import shutil
+
+    from synthaug.checkpoint import GENERATOR_FILE, read_run_config
+    from synthaug.data.folder import load_image_folder
+    from synthaug.fsutil import atomic_write_text
+
+    run = Path(run)
+    snapshots = sorted((run / "generators").glob("epoch_*.pt"))
+    if not snapshots:
+        raise SynthaugError(f"{run}: no per-epoch generator snapshots in {run / 'generators'}")
+    cfg = read_run_config(run)
+    real = load_image_folder(cfg.data.root, cfg.data.resolution, cfg.data.channels, progress=progress)
+    clf = feature_classifier(real, progress=progress)
+    scores = {}
+    for snap in snapshots:
+        images, labels = _synthetic_images(snap, real.class_names, per_class, 0, "cpu")
+        m = quality_metrics(clf, real, images, labels, max_real=5000)
+        scores[snap.name] = {"frechet_distance": m["frechet_distance"], "label_agreement": m["label_agreement"]}
+    best = min(scores, key=lambda k: scores[k]["frechet_distance"])
+    last = run / "generator-last.pt"
+    if not last.exists():
+        shutil.copyfile(run / GENERATOR_FILE, last)
+    shutil.copyfile(run / "generators" / best, run / GENERATOR_FILE)
+    result = {"best": best, "scores": scores}
+    atomic_write_text(run / "selection.json", json.dumps(result, indent=1))
+    return result
