@@ -14,8 +14,8 @@ from synthaug.generate import generate, load_generator
 from synthaug.pretrained import list_pretrained, pretrained_path
 from synthaug.train import fit
 from synthaug.metrics import evaluate
+from synthaug.models import DEFAULT_ARCH
 
-DEFAULT_ARCH = "sngan"
 
 __all__ = ["ClassifierRecipe", "SynthaugError", "SyntheticDataset", "benchmark", "evaluate", "export", "fit", "generate",
            "latest_run", "list_classifiers", "list_pretrained", "load_generator", "load_image_folder", "mix",

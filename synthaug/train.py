@@ -28,7 +28,7 @@ from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder,
 from synthaug.errors import CheckpointError, SynthaugError
 from synthaug.fsutil import atomic_path, atomic_write_text
 from synthaug.losses import LossPair, get_loss
-from synthaug.models import ConditionalGenerator, build_models, get_arch
+from synthaug.models import DEFAULT_ARCH, ConditionalGenerator, build_models, get_arch
 
 LOG_EVERY = 25
 CHECKPOINT_MINUTES = 5.0
@@ -209,9 +209,9 @@ def _resolve_train_config(arch: str, overrides: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = "conv", resolution: int | None = None,
-        resume: bool = False, progress: bool = True, workers: int | None = None, width: int = 0,
-        latent_dim: int = 100, ema: bool | None = None,
+def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFAULT_ARCH,
+        resolution: int | None = None, resume: bool = False, progress: bool = True, workers: int | None = None,
+        width: int = 0, latent_dim: int = 100, ema: bool | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None, **train_settings: Any) -> Path:
     """Train a class-conditional GAN on a labelled image folder and return the run folder.
 
@@ -262,7 +262,10 @@ def _resumed_config(out: Path, overrides: dict[str, Any]) -> RunConfig:
         raise CheckpointError(f"{out}: nothing to resume (no {TRAINING_STATE})")
     cfg = load_run_config(out)
     allowed = {"epochs", "minutes", "max_steps", "device"}
-    changed = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise SynthaugError(f"unknown training settings: {sorted(unknown)}")
+    changed = {k: v for k, v in overrides.items() if v is not None and v != getattr(cfg.train, k)}
     if set(changed) - allowed:
         raise SynthaugError(f"--resume keeps the run's settings; only {sorted(allowed)} may change "
                             f"(got {sorted(set(changed) - allowed)})")

@@ -25,6 +25,7 @@ class Architecture:
 
 
 _REGISTRY: dict[str, Architecture] = {}
+DEFAULT_ARCH = "sngan"
 
 
 def register_arch(arch: Architecture) -> Architecture:
@@ -58,4 +59,5 @@ def build_models(cfg: ModelConfig) -> tuple[ConditionalGenerator, nn.Module]:
 # Importing the modules registers their architectures.
 from synthaug.models import conv, dcgan, mlp, sngan  # noqa: E402,F401
 
-__all__ = ["Architecture", "ConditionalGenerator", "build_models", "get_arch", "list_archs", "register_arch"]
+__all__ = ["DEFAULT_ARCH", "Architecture", "ConditionalGenerator", "build_models", "get_arch", "list_archs",
+           "register_arch"]
