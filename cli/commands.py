@@ -38,6 +38,7 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--max-steps", type=int, default=None, help="Stop after this many generator steps.")
 @click.option("--batch-size", type=int, default=None, help="Images per step [default: 64].")
 @click.option("--resolution", type=int, default=None, help="Side length [default: the folder's own].")
+@click.option("--width", type=int, default=0, help="Network width [default: the architecture's own].")
 @click.option("--loss", type=click.Choice(["bce", "hinge", "lsgan"]), default=None,
               help="[default: the architecture's own]")
 @click.option("--lr-g", type=float, default=None)
@@ -46,10 +47,11 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, resolution: int | None,
+def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, resolution: int | None, width: int,
         **settings) -> None:
     """Train a class-conditional GAN on DATA (root/<class>/<image>, or a folder with train/)."""
-    run = synthaug.fit(data, out, arch=arch, resolution=resolution, resume=resume, progress=not quiet, **settings)
+    run = synthaug.fit(data, out, arch=arch, resolution=resolution, width=width, resume=resume, progress=not quiet,
+                       **settings)
     click.echo(f"run folder: {run}")
 
 

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 from synthaug.benchmark import benchmark
 from synthaug.checkpoint import latest_run
 from synthaug.classify import ClassifierRecipe, list_classifiers
-from synthaug.data.dataset import SyntheticDataset, mix
+from synthaug.data.dataset import GeneratedDataset, SyntheticDataset, mix
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import SynthaugError
 from synthaug.export import export
@@ -17,6 +17,6 @@ from synthaug.metrics import evaluate
 from synthaug.models import DEFAULT_ARCH
 
 
-__all__ = ["ClassifierRecipe", "SynthaugError", "SyntheticDataset", "benchmark", "evaluate", "export", "fit", "generate",
+__all__ = ["ClassifierRecipe", "GeneratedDataset", "SynthaugError", "SyntheticDataset", "benchmark", "evaluate", "export", "fit", "generate",
            "latest_run", "list_classifiers", "list_pretrained", "load_generator", "load_image_folder", "mix",
            "pretrained_path"]

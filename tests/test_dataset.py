@@ -59,3 +59,15 @@ def test_transform_gets_a_pil_image_and_mixes_with_imagefolder(export_path, digi
     images, labels = next(iter(loader))
     assert images.shape == (64, 1, 8, 8) and labels.max() < 10
     np.testing.assert_allclose(syn[0][0].numpy(), SyntheticDataset(export_path)[0][0].numpy(), atol=1e-6)
+
+
+def test_from_run_matches_the_export_item_for_item_with_workers(tiny_run, export_path):
+    live = SyntheticDataset.from_run(tiny_run, per_class=30, seed=0)
+    stored = SyntheticDataset(export_path)
+    assert len(live) == len(stored) and live.classes == stored.classes
+    for i in (0, 123, 299):
+        torch.testing.assert_close(live[i][0], stored[i][0])
+        assert live[i][1] == stored[i][1]
+    loader = DataLoader(live, batch_size=50, shuffle=False, num_workers=2)
+    images = torch.cat([x for x, _ in loader])
+    torch.testing.assert_close(images, torch.stack([stored[i][0] for i in range(len(stored))]))
