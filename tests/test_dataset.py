@@ -71,3 +71,14 @@ def test_from_run_matches_the_export_item_for_item_with_workers(tiny_run, export
     loader = DataLoader(live, batch_size=50, shuffle=False, num_workers=2)
     images = torch.cat([x for x, _ in loader])
     torch.testing.assert_close(images, torch.stack([stored[i][0] for i in range(len(stored))]))
+
+
+@pytest.mark.parametrize("budget", [1 << 30, None])
+def test_batched_reads_equal_item_reads(export_path, budget):
+    ds = SyntheticDataset(export_path, memory_budget=budget)
+    order = [299, 3, 3, 150, -1]
+    batch = ds.__getitems__(order)
+    for (image, label), i in zip(batch, order):
+        expected_image, expected_label = ds[i]
+        torch.testing.assert_close(image, expected_image)
+        assert label == expected_label
