@@ -249,6 +249,8 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
         raise SynthaugError(f"{data_dir}: classes {list(data.class_names)} differ from the run's "
                             f"{list(cfg.data.class_names)}")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # left by a process killed mid-write; the real files are intact
+        stale.unlink(missing_ok=True)
     atomic_write_text(out / "config.json", run_config_to_json(cfg))
     if data.skipped:
         atomic_write_text(out / "skipped_files.json", json.dumps(list(data.skipped), indent=1))
