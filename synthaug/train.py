@@ -239,8 +239,8 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
                              cfg.data.channels if cfg else None, workers=workers, progress=progress)
     if cfg is None:
         cfg = RunConfig(
-            data=DataConfig(str(data_dir), int(data.images.shape[-1]), int(data.images.shape[1]), data.class_names,
-                            len(data)),
+            data=DataConfig(str(data_dir.resolve()), int(data.images.shape[-1]), int(data.images.shape[1]),
+                            data.class_names, len(data)),
             model=ModelConfig(arch, int(data.images.shape[-1]), int(data.images.shape[1]), len(data.class_names),
                               latent_dim, width, get_arch(arch).ema if ema is None else ema),
             train=_resolve_train_config(arch, train_settings),
