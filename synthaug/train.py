@@ -242,7 +242,8 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
             data=DataConfig(str(data_dir.resolve()), int(data.images.shape[-1]), int(data.images.shape[1]),
                             data.class_names, len(data)),
             model=ModelConfig(arch, int(data.images.shape[-1]), int(data.images.shape[1]), len(data.class_names),
-                              latent_dim, width, get_arch(arch).ema if ema is None else ema),
+                              latent_dim, width or get_arch(arch).default_width,
+                              get_arch(arch).ema if ema is None else ema),
             train=_resolve_train_config(arch, train_settings),
             synthaug_version=synthaug.__version__)
     elif tuple(cfg.data.class_names) != data.class_names:

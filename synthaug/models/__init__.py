@@ -22,6 +22,7 @@ class Architecture:
     description: str
     train_defaults: dict[str, Any] = field(default_factory=dict)
     ema: bool = False
+    default_width: int = 0  # what ModelConfig.width = 0 means for this architecture (0: no width setting)
 
 
 _REGISTRY: dict[str, Architecture] = {}

@@ -65,4 +65,4 @@ class ConvDiscriminator(nn.Module):
 register_arch(Architecture(
     "conv", ConvGenerator, ConvDiscriminator,
     "Keras conv cGAN of the seeds: label embedding 50 -> dense -> extra channel; Conv+BN+UpSampling generator",
-    {"loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.999)}))
+    {"loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.999)}, default_width=64))

@@ -64,4 +64,4 @@ class DCGANDiscriminator(nn.Module):
 register_arch(Architecture(
     "dcgan", DCGANGenerator, DCGANDiscriminator,
     "DCGAN: transposed convolutions, BatchNorm except G output and D input, LeakyReLU in D, tanh out",
-    {"loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.999)}))
+    {"loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.999)}, default_width=64))

@@ -113,4 +113,4 @@ class ProjectionDiscriminator(nn.Module):
 register_arch(Architecture(
     "sngan", SNGANGenerator, ProjectionDiscriminator,
     "SNGAN + projection discriminator: conditional BN, spectral norm, hinge loss, TTUR, EMA generator",
-    {"loss": "hinge", "lr_g": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.9)}, ema=True))
+    {"loss": "hinge", "lr_g": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.9)}, ema=True, default_width=DEFAULT_WIDTH))
