@@ -13,7 +13,7 @@ from synthaug.checkpoint import generator_file, load_safe, model_config_from
 from synthaug.errors import CheckpointError, SynthaugError
 from synthaug.models import ConditionalGenerator, build_models
 
-CPU_BATCH = 64  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
+CPU_BATCH = 16  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
 
 
 def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ConditionalGenerator:

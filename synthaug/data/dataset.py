@@ -1,0 +1,203 @@
+"""Map-style datasets over exports, with torchvision's dataset contract (classes, class_to_idx, targets)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import ConcatDataset, Dataset, Subset
+
+from synthaug.data.h5format import IMAGES, LABELS, ExportInfo, validate_export
+
+DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of uint8 images read once into shared memory
+
+
+class SyntheticDataset(Dataset):
+    """Images and labels of a synthaug HDF5 export.
+
+    Items are `(image, label)`: image a float tensor (C, H, W) in [0, 1], or, when `transform` is given, the
+    transform applied to a PIL image (as torchvision datasets do). Files within `memory_budget` bytes are read
+    once into shared memory, so DataLoader workers share one copy; larger ones are read from the file, which
+    each worker opens lazily.
+    """
+
+    def __init__(self, path: str | Path, transform: Callable | None = None, target_transform: Callable | None = None,
+                 memory_budget: int | None = DEFAULT_MEMORY_BUDGET):
+        self.path = Path(path)
+        self.info: ExportInfo = validate_export(self.path)
+        self.transform, self.target_transform = transform, target_transform
+        self.classes = list(self.info.class_names)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        with h5py.File(self.path, "r") as f:
+            self._labels = torch.from_numpy(f[LABELS][()])
+            nbytes = f[IMAGES].size
+            in_memory = memory_budget is not None and nbytes <= memory_budget
+            self._images = torch.from_numpy(f[IMAGES][()]).share_memory_() if in_memory else None
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the images were read into shared memory."""
+        return self._images is not None
+
+    @property
+    def targets(self) -> list[int]:
+        """The label of every item."""
+        return self._labels.tolist()
+
+    def __len__(self) -> int:
+        return self.info.num_images
+
+    def _dataset(self) -> h5py.Dataset:
+        """The images dataset, opened once per process (handles do not survive fork or pickling)."""
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file[IMAGES]
+
+    def raw(self, index: int) -> torch.Tensor:
+        """The uint8 image (C, H, W) at `index`."""
+        if self._images is not None:
+            return self._images[index]
+        return torch.from_numpy(self._dataset()[index])
+
+    def raw_block(self, start: int, stop: int) -> torch.Tensor:
+        """uint8 images [start, stop) in one read."""
+        if self._images is not None:
+            return self._images[start:stop]
+        return torch.from_numpy(self._dataset()[start:stop])
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        img = self.raw(index)
+        label: Any = int(self._labels[index])
+        if self.transform is not None:
+            arr = img.numpy()
+            pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+            out: Any = self.transform(pil)
+        else:
+            out = img.float().div_(255.0)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return out, label
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, Any]]:
+        """A batch of items in one vectorised read (DataLoader uses this when present)."""
+        if self.transform is not None or self.target_transform is not None:
+            return [self[i] for i in indices]
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        idx = torch.where(idx < 0, idx + len(self), idx)
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} images")
+        if self._images is not None:
+            images = self._images[idx]
+        else:
+            # h5py wants increasing, unique indices: read those once, then put them back in order.
+            unique, inverse = torch.unique(idx, sorted=True, return_inverse=True)
+            images = torch.from_numpy(self._dataset()[unique.numpy()])[inverse]
+        images = images.float().div_(255.0)
+        return list(zip(images.unbind(0), self._labels[idx].tolist()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    @classmethod
+    def from_run(cls, run: str | Path, per_class: int, seed: int = 0, **kwargs: Any) -> GeneratedDataset:
+        """A dataset generated on the fly from a run, item for item equal to an export with the same seed."""
+        return GeneratedDataset(run, per_class, seed, **kwargs)
+
+    def __del__(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
+
+
+def mix(real: Dataset, synthetic: Dataset, ratio: float, seed: int = 0) -> Dataset:
+    """Real plus `ratio * len(real)` synthetic items (a seeded random subset, or all of them if fewer)."""
+    if ratio < 0:
+        raise ValueError("ratio must be >= 0")
+    want = min(len(synthetic), int(round(ratio * len(real))))
+    if want == 0:
+        return real
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(synthetic), size=want, replace=False))
+    return ConcatDataset([real, Subset(synthetic, idx.tolist())])
+
+
+class GeneratedDataset(Dataset):
+    """Images generated on the fly by a trained generator, deterministic by index.
+
+    Item i is the same image as item i of `synthaug.export(run, ..., per_class, seed)`: both use the generation
+    engine's plan, whose noise depends only on (seed, chunk). Whole chunks are generated at a time and kept in a
+    small per-process LRU cache; each DataLoader worker loads its own copy of the generator.
+    """
+
+    def __init__(self, run: str | Path, per_class: int, seed: int = 0, classes: list[str] | None = None,
+                 transform: Callable | None = None, target_transform: Callable | None = None,
+                 cache_chunks: int = 64):
+        from synthaug.generate import class_balanced_plan, load_generator
+
+        self.run, self.seed = Path(run), seed
+        gen = load_generator(self.run)
+        self.plan = class_balanced_plan(gen.class_names, per_class, seed, gen.image_shape, classes)
+        self.classes = list(gen.class_names)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.targets = self.plan.labels.tolist()
+        self.transform, self.target_transform = transform, target_transform
+        self.cache_chunks = cache_chunks
+        self._gen = gen
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.plan.total
+
+    def _chunk(self, chunk: int) -> torch.Tensor:
+        """uint8 images of one chunk, generated once per process while cached."""
+        if chunk in self._cache:
+            self._cache[chunk] = self._cache.pop(chunk)  # most recently used goes last
+            return self._cache[chunk]
+        from synthaug.generate import iter_generated, load_generator
+
+        if self._gen is None:
+            self._gen = load_generator(self.run)
+        _, _, images, _ = next(iter_generated(self._gen, self.plan, self.plan.chunk_rows, start_chunk=chunk))
+        self._cache[chunk] = torch.from_numpy(images)
+        while len(self._cache) > self.cache_chunks:
+            self._cache.pop(next(iter(self._cache)))
+        return self._cache[chunk]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        img = self._chunk(index // self.plan.chunk_rows)[index % self.plan.chunk_rows]
+        label: Any = self.targets[index]
+        if self.transform is not None:
+            arr = img.numpy()
+            out: Any = self.transform(Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)))
+        else:
+            out = img.float().div(255.0)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return out, label
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_gen"] = None
+        state["_cache"] = {}
+        return state

@@ -1,0 +1,100 @@
+"""The HDF5 export format: a contract other tools read. Writing, validation and reading live here."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from synthaug.errors import DataError
+
+FORMAT_VERSION = 1
+IMAGES, LABELS = "images", "labels"
+PROGRESS_ATTR = "synthaug_chunks_done"  # present only while an export is incomplete
+PLAN_ATTR = "synthaug_plan"
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What a validated export file holds."""
+
+    path: Path
+    num_images: int
+    image_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    provenance: dict[str, Any]
+    chunk_rows: int
+
+
+def create_export(path: Path, num_images: int, image_shape: tuple[int, int, int], class_names: list[str],
+                  chunk_rows: int, plan_key: str, compression: str | None = None) -> h5py.File:
+    """Create an (incomplete) export file with preallocated, chunked datasets."""
+    f = h5py.File(path, "w", track_order=False)
+    kwargs: dict[str, Any] = {}
+    if compression:
+        kwargs["compression"] = compression
+    f.create_dataset(IMAGES, shape=(num_images, *image_shape), dtype=np.uint8,
+                     chunks=(min(chunk_rows, max(num_images, 1)), *image_shape), **kwargs)
+    f.create_dataset(LABELS, shape=(num_images,), dtype=np.int64,
+                     chunks=(min(max(chunk_rows, 1024), max(num_images, 1)),), **kwargs)
+    f.attrs["class_names"] = np.array(class_names, dtype=h5py.string_dtype("utf-8"))
+    f.attrs["synthaug_format_version"] = FORMAT_VERSION
+    f.attrs[PLAN_ATTR] = plan_key
+    f.attrs[PROGRESS_ATTR] = 0
+    return f
+
+
+def finish_export(f: h5py.File, provenance: dict[str, Any]) -> None:
+    """Mark an export complete: write provenance, drop the progress marker."""
+    f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+    del f.attrs[PROGRESS_ATTR]
+    f.flush()
+
+
+def validate_export(path: str | Path, allow_incomplete: bool = False) -> ExportInfo:
+    """Open an export and check version, shapes, dtypes, class names and label range; one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0][:120]})") from None
+    with f:
+        return _check(path, f, allow_incomplete)
+
+
+def _check(path: Path, f: h5py.File, allow_incomplete: bool) -> ExportInfo:
+    """The checks of `validate_export` on an open file."""
+    version = f.attrs.get("synthaug_format_version")
+    if version is None:
+        raise DataError(f"{path}: not a synthaug export (no synthaug_format_version attribute)")
+    if int(version) > FORMAT_VERSION:
+        raise DataError(f"{path}: format version {int(version)} is newer than this synthaug reads ({FORMAT_VERSION})")
+    if PROGRESS_ATTR in f.attrs and not allow_incomplete:
+        raise DataError(f"{path}: export is incomplete (resume it with `synthaug export --resume`)")
+    for name in (IMAGES, LABELS):
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise DataError(f"{path}: dataset '{name}' is missing")
+    images, labels = f[IMAGES], f[LABELS]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DataError(f"{path}: 'images' must be uint8 (N, C, H, W) with C 1 or 3, got {images.dtype} {images.shape}")
+    if labels.dtype != np.int64 or labels.shape != (images.shape[0],):
+        raise DataError(f"{path}: 'labels' must be int64 ({images.shape[0]},), got {labels.dtype} {labels.shape}")
+    raw_names = f.attrs.get("class_names")
+    if raw_names is None or len(raw_names) == 0:
+        raise DataError(f"{path}: class_names attribute is missing or empty")
+    names = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in raw_names)
+    if len(labels):
+        lo, hi = int(np.min(labels[()])), int(np.max(labels[()]))
+        if lo < 0 or hi >= len(names):
+            raise DataError(f"{path}: labels span [{lo}, {hi}] but there are {len(names)} class names")
+    try:
+        provenance = json.loads(f.attrs.get("provenance", "{}"))
+    except json.JSONDecodeError:
+        raise DataError(f"{path}: provenance attribute is not valid JSON") from None
+    chunk_rows = images.chunks[0] if images.chunks else images.shape[0]
+    return ExportInfo(path, images.shape[0], tuple(images.shape[1:]), names, provenance, int(chunk_rows))
