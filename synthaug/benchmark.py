@@ -25,7 +25,7 @@ def load_synthetic(path: str | Path, class_names: tuple[str, ...]) -> tuple[torc
         raise DataError(f"{path}: classes {sorted(set(ds.classes) - set(class_names))} are not in the real data "
                         f"({list(class_names)})")
     remap = torch.tensor([class_names.index(c) for c in ds.classes])
-    return ds.raw_block(0, len(ds)).clone(), remap[ds._labels]
+    return ds.raw_block(0, len(ds)).clone(), remap[torch.tensor(ds.targets)]
 
 
 def _conditions(real: LabelledImages, syn_images: torch.Tensor, syn_labels: torch.Tensor,

@@ -54,7 +54,6 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     channels_last: bool = True
-    checkpoint_every: int = 1  # epochs
     max_steps: int | None = None
 
 

@@ -128,7 +128,6 @@ def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_clas
                       device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images and labels (in the real folder's class order) from an HDF5 export or a generator."""
     from synthaug.benchmark import load_synthetic
-    from synthaug.data.h5format import validate_export  # noqa: F401 - validation happens in load_synthetic
     from synthaug.generate import generate, load_generator
     from synthaug.train import resolve_device
 

@@ -17,6 +17,17 @@ from synthaug.data.h5format import IMAGES, LABELS, ExportInfo, validate_export
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of uint8 images read once into shared memory
 
 
+def _as_item(img: torch.Tensor, label: int, transform: Callable | None,
+             target_transform: Callable | None) -> tuple[Any, Any]:
+    """(image, label) as torchvision datasets give them: a transformed PIL image, or floats in [0, 1]."""
+    if transform is not None:
+        arr = img.numpy()
+        out: Any = transform(Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)))
+    else:
+        out = img.float().div(255.0)
+    return out, (target_transform(label) if target_transform is not None else label)
+
+
 class SyntheticDataset(Dataset):
     """Images and labels of a synthaug HDF5 export.
 
@@ -78,17 +89,7 @@ class SyntheticDataset(Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        img = self.raw(index)
-        label: Any = int(self._labels[index])
-        if self.transform is not None:
-            arr = img.numpy()
-            pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-            out: Any = self.transform(pil)
-        else:
-            out = img.float().div_(255.0)
-        if self.target_transform is not None:
-            label = self.target_transform(label)
-        return out, label
+        return _as_item(self.raw(index), int(self._labels[index]), self.transform, self.target_transform)
 
     def __getitems__(self, indices: list[int]) -> list[tuple[Any, Any]]:
         """A batch of items in one vectorised read (DataLoader uses this when present)."""
@@ -186,15 +187,7 @@ class GeneratedDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         img = self._chunk(index // self.plan.chunk_rows)[index % self.plan.chunk_rows]
-        label: Any = self.targets[index]
-        if self.transform is not None:
-            arr = img.numpy()
-            out: Any = self.transform(Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)))
-        else:
-            out = img.float().div(255.0)
-        if self.target_transform is not None:
-            label = self.target_transform(label)
-        return out, label
+        return _as_item(img, self.targets[index], self.transform, self.target_transform)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
