@@ -7,12 +7,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import synthaug
 from synthaug.classify import ClassifierRecipe, classification_report, predict, train_classifier
-from synthaug.data.dataset import SyntheticDataset
+from synthaug.data.dataset import SyntheticDataset, synthetic_subset
 from synthaug.data.folder import LabelledImages, find_split, load_image_folder
 from synthaug.errors import DataError
 from synthaug.fsutil import atomic_write_text
@@ -32,10 +31,8 @@ def _conditions(real: LabelledImages, syn_images: torch.Tensor, syn_labels: torc
                 ratios: tuple[float, ...], seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Training sets by name: real, synthetic, and real + ratio x len(real) synthetic images."""
     sets = {"real": (real.images, real.labels), "synthetic": (syn_images, syn_labels)}
-    rng = np.random.default_rng(seed)
     for ratio in ratios:
-        n = min(len(syn_labels), int(round(ratio * len(real))))
-        idx = torch.from_numpy(np.sort(rng.choice(len(syn_labels), size=n, replace=False)))
+        idx = torch.from_numpy(synthetic_subset(len(real), len(syn_labels), ratio, seed))
         sets[f"mixed x{ratio:g}"] = (torch.cat([real.images, syn_images[idx]]),
                                      torch.cat([real.labels, syn_labels[idx]]))
     return sets

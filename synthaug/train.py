@@ -223,6 +223,9 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
         resume: continue the run in `out` from its last checkpoint.
         **train_settings: any field of `TrainConfig` (epochs, minutes, batch_size, seed, device, lr_g, ...).
     """
+    unknown = set(train_settings) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise SynthaugError(f"unknown training settings: {sorted(unknown)}")
     data_dir = resolve_split(data_dir)
     out = Path(out) if out is not None else default_run_dir(data_dir)
     if resume:
@@ -230,9 +233,6 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
     else:
         if (out / "config.json").exists():
             raise SynthaugError(f"{out}: already holds a run; pass --resume to continue it or --out for a new one")
-        unknown = set(train_settings) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            raise SynthaugError(f"unknown training settings: {sorted(unknown)}")
         get_arch(arch)
         cfg = None
     data = load_image_folder(data_dir, resolution or (cfg.data.resolution if cfg else None),
@@ -265,9 +265,6 @@ def _resumed_config(out: Path, overrides: dict[str, Any]) -> RunConfig:
         raise CheckpointError(f"{out}: nothing to resume (no {TRAINING_STATE})")
     cfg = load_run_config(out)
     allowed = {"epochs", "minutes", "max_steps", "device"}
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise SynthaugError(f"unknown training settings: {sorted(unknown)}")
     changed = {k: v for k, v in overrides.items() if v is not None and v != getattr(cfg.train, k)}
     if set(changed) - allowed:
         raise SynthaugError(f"--resume keeps the run's settings; only {sorted(allowed)} may change "

@@ -127,16 +127,18 @@ class SyntheticDataset(Dataset):
                 pass
 
 
-def mix(real: Dataset, synthetic: Dataset, ratio: float, seed: int = 0) -> Dataset:
-    """Real plus `ratio * len(real)` synthetic items (a seeded random subset, or all of them if fewer)."""
+def synthetic_subset(num_real: int, num_synthetic: int, ratio: float, seed: int = 0) -> np.ndarray:
+    """Sorted indices of `ratio * num_real` synthetic items (a seeded random subset, or all if fewer)."""
     if ratio < 0:
         raise ValueError("ratio must be >= 0")
-    want = min(len(synthetic), int(round(ratio * len(real))))
-    if want == 0:
-        return real
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(synthetic), size=want, replace=False))
-    return ConcatDataset([real, Subset(synthetic, idx.tolist())])
+    want = min(num_synthetic, int(round(ratio * num_real)))
+    return np.sort(np.random.default_rng(seed).choice(num_synthetic, size=want, replace=False))
+
+
+def mix(real: Dataset, synthetic: Dataset, ratio: float, seed: int = 0) -> Dataset:
+    """Real plus `ratio * len(real)` synthetic items (a seeded random subset, or all of them if fewer)."""
+    idx = synthetic_subset(len(real), len(synthetic), ratio, seed)
+    return ConcatDataset([real, Subset(synthetic, idx.tolist())]) if len(idx) else real
 
 
 class GeneratedDataset(Dataset):
