@@ -55,6 +55,8 @@ class TrainConfig:
     compile: bool = False
     channels_last: bool = True
     max_steps: int | None = None
+    augment: str = ""  # DiffAugment policy, e.g. "translation,cutout,color" (synthaug/augment.py)
+    sample_every: int = 0  # epochs between grids/snapshots; 0: every epoch, or every ~200 steps on tiny data
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
+from tqdm.auto import tqdm
 
 from synthaug.classify import ClassifierRecipe, build_classifier, embed, predict, train_classifier
 from synthaug.data.folder import LabelledImages, cache_dir
@@ -164,17 +165,19 @@ def evaluate(source: str | Path, real_dir: str | Path, *, per_class: int = 1000,
     return result
 
 
-def select_best_epoch(run: str | Path, *, per_class: int = 500, progress: bool = True) -> dict[str, Any]:
-    """Score every per-epoch generator snapshot of a run on its training folder; install the best as generator.pt.
+def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float = 0.1,
+                      progress: bool = True) -> dict[str, Any]:
+    """Score every per-epoch generator snapshot of a run; install the best as generator.pt.
 
-    The figure is the classifier-feature Fréchet distance against the run's own training images (never a
-    test split). The last generator is kept as generator-last.pt.
+    The figure is the classifier-feature Fréchet distance against a held-out split (`holdout`, stratified) of
+    the run's training folder, with a feature classifier trained on the rest: never a test split, and never the
+    images the feature classifier learnt. The last generator is kept as generator-last.pt.
     """
     import json
     import shutil
 
     from synthaug.checkpoint import GENERATOR_FILE, read_run_config
-    from synthaug.data.folder import load_image_folder
+    from synthaug.data.folder import load_image_folder, stratified_split
     from synthaug.fsutil import atomic_write_text
 
     run = Path(run)
@@ -183,17 +186,18 @@ def select_best_epoch(run: str | Path, *, per_class: int = 500, progress: bool =
         raise SynthaugError(f"{run}: no per-epoch generator snapshots in {run / 'generators'}")
     cfg = read_run_config(run)
     real = load_image_folder(cfg.data.root, cfg.data.resolution, cfg.data.channels, progress=progress)
-    clf = feature_classifier(real, progress=progress)
+    rest, held = stratified_split(real, holdout, seed=0)
+    clf = feature_classifier(rest, progress=progress)
     scores = {}
-    for snap in snapshots:
+    for snap in tqdm(snapshots, desc="select-best", unit="epoch", disable=not progress):
         images, labels = _synthetic_images(snap, real.class_names, per_class, 0, "cpu")
-        m = quality_metrics(clf, real, images, labels, max_real=5000)
+        m = quality_metrics(clf, held, images, labels, max_real=5000)
         scores[snap.name] = {"frechet_distance": m["frechet_distance"], "label_agreement": m["label_agreement"]}
     best = min(scores, key=lambda k: scores[k]["frechet_distance"])
     last = run / "generator-last.pt"
     if not last.exists():
         shutil.copyfile(run / GENERATOR_FILE, last)
     shutil.copyfile(run / "generators" / best, run / GENERATOR_FILE)
-    result = {"best": best, "scores": scores}
+    result = {"best": best, "holdout": holdout, "held_out_images": len(held), "scores": scores}
     atomic_write_text(run / "selection.json", json.dumps(result, indent=1))
     return result

@@ -22,6 +22,7 @@ from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 import synthaug
+from synthaug.augment import diff_augment, parse_policy
 from synthaug.checkpoint import GENERATOR_FILE, TRAINING_STATE, load_safe, save_atomic
 from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
 from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
@@ -29,9 +30,11 @@ from synthaug.errors import CheckpointError, SynthaugError
 from synthaug.fsutil import atomic_path, atomic_write_text
 from synthaug.losses import LossPair, get_loss
 from synthaug.models import DEFAULT_ARCH, ConditionalGenerator, build_models, get_arch
+from synthaug.plots import grid_animation, training_curves
 
 LOG_EVERY = 25
 CHECKPOINT_MINUTES = 5.0
+COLLAPSE_DIVERSITY = 0.02  # RMS pixel distance in [0, 1]; real Fashion-MNIST classes sit near 0.3
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -114,14 +117,14 @@ def _grad_norm(module: nn.Module) -> float:
 
 
 def d_step(m: Models, loss: LossPair, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
-           want_norms: bool) -> dict[str, float]:
+           want_norms: bool, augment: tuple[str, ...] = ()) -> dict[str, float]:
     """One discriminator update on a real batch and an equally sized fake batch of the same labels."""
     device = real.device
     with torch.no_grad(), _autocast(device):
         fake = m.g(m.g.sample_latent(real.shape[0], device=device), labels)
     with _autocast(device):
-        real_logits = m.d(real, labels)
-        fake_logits = m.d(fake.detach(), labels)
+        real_logits = m.d(diff_augment(real, augment), labels)
+        fake_logits = m.d(diff_augment(fake.detach(), augment), labels)
         d_loss = loss.d_loss(real_logits.float(), fake_logits.float(), smoothing)
     m.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
@@ -133,12 +136,13 @@ def d_step(m: Models, loss: LossPair, real: torch.Tensor, labels: torch.Tensor, 
     return out
 
 
-def g_step(m: Models, loss: LossPair, labels: torch.Tensor, want_norms: bool) -> dict[str, float]:
-    """One generator update against the current discriminator."""
+def g_step(m: Models, loss: LossPair, labels: torch.Tensor, want_norms: bool,
+           augment: tuple[str, ...] = ()) -> dict[str, float]:
+    """One generator update against the current discriminator (through the same augmentation as D saw)."""
     device = labels.device
     with _autocast(device):
         fake = m.g(m.g.sample_latent(labels.shape[0], device=device), labels)
-        g_loss = loss.g_loss(m.d(fake, labels).float())
+        g_loss = loss.g_loss(m.d(diff_augment(fake, augment), labels).float())
     m.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     out = {"g_loss": g_loss.detach()}
@@ -185,8 +189,8 @@ def fixed_grid_inputs(num_classes: int, latent: Callable[..., torch.Tensor], see
 
 @torch.inference_mode()
 def save_sample_grid(g: ConditionalGenerator, z: torch.Tensor, labels: torch.Tensor, path: Path,
-                     per_row: int = 10) -> None:
-    """Write a PNG grid of samples, one row per class."""
+                     per_row: int = 10) -> torch.Tensor:
+    """Write a PNG grid of samples, one row per class; return the grid's images in [0, 1]."""
     from PIL import Image
 
     was_training = g.training
@@ -194,10 +198,37 @@ def save_sample_grid(g: ConditionalGenerator, z: torch.Tensor, labels: torch.Ten
     device = next(g.parameters()).device
     images = g(z.to(device), labels.to(device)).float().cpu()
     g.train(was_training)
-    grid = make_grid((images + 1) / 2, nrow=per_row, padding=2, pad_value=1.0)
-    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    images = ((images + 1) / 2).clamp(0, 1)
+    grid = make_grid(images, nrow=per_row, padding=2, pad_value=1.0)
+    arr = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     with atomic_path(path, ".png") as tmp:
         Image.fromarray(arr if arr.shape[2] == 3 else arr[:, :, 0]).save(tmp, format="PNG")
+    return images
+
+
+def class_diversity(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:
+    """Mean pairwise RMS pixel distance between samples of each class (near 0: the class has collapsed)."""
+    flat = images.flatten(1).float()
+    out = []
+    for c in range(num_classes):
+        x = flat[labels == c]
+        if len(x) < 2:
+            out.append(float("nan"))
+            continue
+        d = torch.cdist(x, x) / flat.shape[1] ** 0.5
+        out.append(float(d.sum() / (len(x) * (len(x) - 1))))
+    return out
+
+
+def tensorboard_writer(out: Path):
+    """A SummaryWriter into OUT/tensorboard when the optional `tensorboard` extra is installed, else None."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _resolve_train_config(arch: str, overrides: dict[str, Any]) -> TrainConfig:
@@ -206,6 +237,9 @@ def _resolve_train_config(arch: str, overrides: dict[str, Any]) -> TrainConfig:
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
+    if "augment" in values:
+        values["augment"] = ",".join(parse_policy(values["augment"]))
+    get_loss(values.get("loss", TrainConfig.loss))
     return TrainConfig(**values)
 
 
@@ -297,6 +331,8 @@ class Trainer:
         self.step = 0
         self.order_state = self.order_gen.get_state()
         self.lr_halved = False
+        self.augment = parse_policy(cfg.train.augment)
+        self.tb = tensorboard_writer(out)
         if cfg.train.channels_last:
             # NHWC convolutions are ~1.9x faster on the CPU (oneDNN) and on tensor cores.
             for net in (self.models.g, self.models.d):
@@ -308,6 +344,11 @@ class Trainer:
     @property
     def batches_per_epoch(self) -> int:
         return max(1, self.images.shape[0] // self.cfg.train.batch_size)
+
+    @property
+    def sample_every(self) -> int:
+        """Epochs between sample grids and snapshots (so a tiny data set does not write one every few steps)."""
+        return self.cfg.train.sample_every or max(1, math.ceil(200 / self.batches_per_epoch))
 
     def state_dict(self) -> dict[str, Any]:
         """All that a resume needs, as plain tensors and dicts (loadable with weights_only=True)."""
@@ -353,10 +394,25 @@ class Trainer:
                      "state_dict": {k: v.detach().cpu() for k, v in self.models.sampler.state_dict().items()},
                      "step": self.step, "epoch": self.epoch}, self.out / GENERATOR_FILE)
 
-    def end_of_epoch(self) -> None:
-        """Sample grid and a small generator snapshot every epoch; the full state every few minutes."""
-        save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
-                         self.out / "samples" / f"epoch_{self.epoch:04d}.png")
+    def end_of_epoch(self, means: dict[str, float]) -> None:
+        """Sample grid, diversity, curves and a small generator snapshot every epoch; the full state every
+        few minutes."""
+        images = save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
+                                  self.out / "samples" / f"epoch_{self.epoch:04d}.png")
+        diversity = class_diversity(images, self.grid_labels, self.cfg.model.num_classes)
+        collapsed = [self.cfg.data.class_names[c] for c, d in enumerate(diversity) if d < COLLAPSE_DIVERSITY]
+        if collapsed:
+            warnings.warn(f"epoch {self.epoch}: samples of {collapsed} barely differ (diversity < "
+                          f"{COLLAPSE_DIVERSITY}); the generator may be collapsing", stacklevel=2)
+        row = {"epoch": self.epoch, "step": self.step, **means, "diversity_per_class": diversity}
+        with open(self.out / "epochs.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        training_curves(self.out / "log.jsonl", self.out / "epochs.jsonl", self.out / "curves.png")
+        if self.tb is not None:
+            self.tb.add_image("samples", make_grid(images, nrow=10, padding=2, pad_value=1.0), self.step)
+            for name, d in zip(self.cfg.data.class_names, diversity):
+                self.tb.add_scalar(f"diversity/{name}", d, self.step)
+            self.tb.flush()
         self.save(full=time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60)
         (self.out / "generators").mkdir(exist_ok=True)
         shutil.copyfile(self.out / GENERATOR_FILE, self.out / "generators" / f"epoch_{self.epoch:04d}.pt")
@@ -388,18 +444,22 @@ class Trainer:
         with StopFlag() as stop, log:
             status = "done"
             while self.epoch < t.epochs and status != "stop":
-                status = self._run_epoch(log, stop, deadline)
-                if status == "done":
-                    self.end_of_epoch()
+                status, means = self._run_epoch(log, stop, deadline)
+                if status == "done" and (self.epoch % self.sample_every == 0 or self.epoch == t.epochs):
+                    self.end_of_epoch(means)
             self.save()
             if status == "stop" and self.batch_in_epoch:
                 save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
                                  self.out / "samples" / f"step_{self.step:07d}.png")
+            grid_animation(sorted((self.out / "samples").glob("epoch_*.png")), self.out / "samples.gif")
+            if self.tb is not None:
+                self.tb.close()
             if stop.reason:
                 warnings.warn(f"stopped by {stop.reason}; checkpoint saved in {self.out}", stacklevel=2)
 
-    def _run_epoch(self, log, stop: StopFlag, deadline: float) -> str:
-        """Train on the rest of one epoch: 'done', 'stop' (budget or signal) or 'retry' (after a recovery)."""
+    def _run_epoch(self, log, stop: StopFlag, deadline: float) -> tuple[str, dict[str, float]]:
+        """Train on the rest of one epoch: 'done', 'stop' (budget or signal) or 'retry' (after a recovery),
+        with the epoch's mean logged statistics."""
         t = self.cfg.train
         smoothing = t.label_smoothing if self.loss.uses_smoothing else 1.0
         bar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch, disable=not self.progress,
@@ -410,8 +470,8 @@ class Trainer:
             want = self.step % LOG_EVERY == 0
             stats = {}
             for _ in range(t.d_steps):
-                stats.update(d_step(self.models, self.loss, real, labels, smoothing, want))
-            stats.update(g_step(self.models, self.loss, labels, want))
+                stats.update(d_step(self.models, self.loss, real, labels, smoothing, want, self.augment))
+            stats.update(g_step(self.models, self.loss, labels, want, self.augment))
             self.step += 1
             self.batch_in_epoch += 1
             bar.update(1)
@@ -420,16 +480,19 @@ class Trainer:
                 if not all(math.isfinite(v) for v in row.values()):
                     bar.close()
                     self._recover(row)
-                    return "retry"
+                    return "retry", {}
                 log.write(json.dumps({"step": self.step, "epoch": self.epoch, **row}) + "\n")
                 log.flush()
+                if self.tb is not None:
+                    for k, v in row.items():
+                        self.tb.add_scalar(f"train/{k}", v, self.step)
                 bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}")
                 for k, v in row.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n += 1
             if stop.reason or time.monotonic() > deadline or (t.max_steps and self.step >= t.max_steps):
                 bar.close()
-                return "stop"
+                return "stop", {}
             if time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60:
                 self.save()
         bar.close()
@@ -439,7 +502,7 @@ class Trainer:
         means = {k: v / max(n, 1) for k, v in sums.items()}
         if self.on_epoch is not None:
             self.on_epoch(self.epoch, means)
-        return "done"
+        return "done", means
 
     def _recover(self, row: dict[str, float]) -> None:
         """A non-finite loss: restore the last checkpoint and halve the learning rates once, else stop."""

@@ -49,7 +49,7 @@ def test_a_short_fit_improves_label_agreement(digits_dir, tmp_path):
     real = load_image_folder(digits_dir, progress=False)
     clf = LogisticRegression(max_iter=2000).fit(real.images.reshape(len(real), -1).numpy() / 255.0, real.labels)
     first = synthaug.fit(digits_dir, tmp_path / "first", arch="mlp", max_steps=1, batch_size=64, progress=False)
-    trained = synthaug.fit(digits_dir, tmp_path / "trained", arch="mlp", epochs=6, batch_size=16,
+    trained = synthaug.fit(digits_dir, tmp_path / "trained", arch="mlp", epochs=6, batch_size=16, sample_every=1,
                            progress=False)
     before, after = _agreement(clf, first), _agreement(clf, trained)
     assert after > before + 0.3, (before, after)

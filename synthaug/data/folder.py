@@ -7,6 +7,7 @@ import os
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,20 @@ class LabelledImages:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def subset(self, index: np.ndarray | torch.Tensor) -> LabelledImages:
+        """The images at `index` (same classes, same root)."""
+        index = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
+
+
+def stratified_split(data: LabelledImages, fraction: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
+    """(rest, held) with `fraction` of each class held out (scikit-learn's stratified split), deterministic."""
+    from sklearn.model_selection import train_test_split
+
+    labels = data.labels.numpy()
+    rest, held = train_test_split(np.arange(len(labels)), test_size=fraction, random_state=seed, stratify=labels)
+    return data.subset(np.sort(rest)), data.subset(np.sort(held))
 
 
 def has_class_folders(path: Path) -> bool:

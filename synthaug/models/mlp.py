@@ -23,7 +23,12 @@ class Maxout(nn.Module):
 
 
 class MaxoutGenerator(ConditionalGenerator):
-    """Mirza & Osindero: uniform z -> 200 ReLU, one-hot y -> 1000 ReLU, joint 1200 ReLU, sigmoid pixels."""
+    """Mirza & Osindero: uniform z -> 200 ReLU, one-hot y -> 1000 ReLU, joint 1200 ReLU, sigmoid pixels.
+
+    The paper's dropout is kept in the discriminator only: a generator trained with dropout learns to use the
+    dropout masks rather than z as its noise, and with dropout off at sampling every image of a class came out
+    the same (Fashion-MNIST, 5 CPU minutes: recall 0.0, coverage 0.004).
+    """
 
     latent_distribution = "uniform"
 
@@ -31,8 +36,7 @@ class MaxoutGenerator(ConditionalGenerator):
         super().__init__(cfg.latent_dim, cfg.num_classes, (cfg.channels, cfg.resolution, cfg.resolution))
         self.z_path = nn.Sequential(nn.Linear(cfg.latent_dim, 200), nn.ReLU())
         self.y_path = nn.Sequential(nn.Linear(cfg.num_classes, 1000), nn.ReLU())
-        self.joint = nn.Sequential(nn.Linear(1200, 1200), nn.ReLU(), nn.Dropout(0.5),
-                                   nn.Linear(1200, image_numel(cfg)))
+        self.joint = nn.Sequential(nn.Linear(1200, 1200), nn.ReLU(), nn.Linear(1200, image_numel(cfg)))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         y = F.one_hot(labels, self.num_classes).to(z.dtype)
