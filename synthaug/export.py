@@ -25,7 +25,8 @@ from synthaug.checkpoint import generator_file, sha256_file
 from synthaug.data.h5format import PLAN_ATTR, PROGRESS_ATTR, create_export, finish_export, validate_export
 from synthaug.errors import SynthaugError
 from synthaug.data.folder import scan_folder
-from synthaug.generate import GenerationPlan, balance_plan, class_balanced_plan, iter_generated, load_generator
+from synthaug.generate import (GenerationPlan, SampleFilter, balance_plan, class_balanced_plan, iter_generated,
+                               load_generator)
 from synthaug.models import ConditionalGenerator
 
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -45,17 +46,45 @@ def partial_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
-def plan_key(plan: GenerationPlan, checkpoint_sha: str) -> str:
+def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFilter | None = None) -> str:
     """Identifies an export's content: a resume must match it exactly."""
     h = hashlib.sha256(plan.labels.tobytes())
-    return json.dumps({"labels_sha256": h.hexdigest(), "seed": plan.seed, "chunk_rows": plan.chunk_rows,
-                       "truncation": plan.truncation, "checkpoint_sha256": checkpoint_sha}, sort_keys=True)
+    key = {"labels_sha256": h.hexdigest(), "seed": plan.seed, "chunk_rows": plan.chunk_rows,
+           "truncation": plan.truncation, "checkpoint_sha256": checkpoint_sha}
+    if sample_filter is not None:
+        key.update(min_confidence=sample_filter.min_confidence, classifier_sha256=_weights_sha(sample_filter))
+    return json.dumps(key, sort_keys=True)
+
+
+def _weights_sha(sample_filter: SampleFilter) -> str:
+    """A digest of the filter classifier's weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(sample_filter.classifier.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def confidence_filter(gen: ConditionalGenerator, min_confidence: float, real: str | Path,
+                      device: torch.device, progress: bool = True) -> SampleFilter:
+    """A SampleFilter around the classifier trained on the real folder `real` (the metrics' cached one)."""
+    from synthaug.data.folder import load_image_folder
+    from synthaug.metrics import feature_classifier
+
+    data = load_image_folder(real, gen.image_shape[-1], gen.image_shape[0], progress=progress)
+    if set(data.class_names) != set(gen.class_names):
+        raise SynthaugError(f"{real}: classes {list(data.class_names)} differ from the generator's "
+                            f"{list(gen.class_names)}")
+    if data.class_names != tuple(gen.class_names):
+        raise SynthaugError(f"{real}: class order differs from the generator's")
+    return SampleFilter(feature_classifier(data, device=device, progress=progress), min_confidence)
 
 
 def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None = 1000, seed: int = 0,
            batch_size: int | None = None, *, classes: Sequence[str] | None = None,
            balance_to: str | Path | None = None, target: int | None = None, fmt: str | None = None,
            device: str = "auto", truncation: float | None = None, compression: str | None = None,
+           min_confidence: float | None = None, real: str | Path | None = None,
            resume: bool = False, overwrite: bool = False, progress: bool = True,
            stats: dict[str, Any] | None = None) -> Path:
     """Generate a class-balanced synthetic data set and write it to `out` (HDF5 or ImageFolder).
@@ -63,6 +92,9 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
     Same seed, same images and labels, whatever the batch size. The output appears only when complete; an
     interrupted export leaves `.<name>.partial` beside it, which `resume=True` continues. With `balance_to`
     (a real, imbalanced folder), each class gets what it lacks to reach `target` (default: its largest class).
+    With `min_confidence`, only images that a classifier trained on the real folder `real` (default: the run's
+    training folder) assigns to their class with at least that probability are kept; more are drawn until the
+    quota is met, and `stats["acceptance"]` gives the rate per class.
     """
     from synthaug.train import resolve_device
 
@@ -81,20 +113,38 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
         plan = balance_plan(gen.class_names, counts, seed, gen.image_shape, target, truncation)
     else:
         plan = class_balanced_plan(gen.class_names, per_class, seed, gen.image_shape, classes, truncation)
+    sample_filter = None
+    if min_confidence is not None:
+        real = real if real is not None else _training_folder(run_or_checkpoint)
+        sample_filter = confidence_filter(gen, min_confidence, real, next(gen.parameters()).device, progress)
     provenance = {"run": str(Path(run_or_checkpoint).resolve()), "checkpoint": str(gen_path.resolve()),
                   "checkpoint_sha256": sha, "seed": seed, "per_class": per_class if balance_to is None else None,
                   "balance_to": str(balance_to) if balance_to is not None else None, "target": target,
                   "classes": [gen.class_names[c] for c in plan.counts()], "truncation": truncation,
+                  "min_confidence": min_confidence, "confidence_real": str(real) if sample_filter else None,
                   "synthaug_version": synthaug.__version__,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     writer = _write_hdf5 if fmt == "hdf5" else _write_folder
     t0 = time.perf_counter()
-    writer(gen, plan, out, plan_key(plan, sha), provenance, batch_size=batch_size, resume=resume,
-           overwrite=overwrite, progress=progress, compression=compression)
+    writer(gen, plan, out, plan_key(plan, sha, sample_filter), provenance, batch_size=batch_size, resume=resume,
+           overwrite=overwrite, progress=progress, compression=compression, sample_filter=sample_filter)
     if stats is not None:
         seconds = time.perf_counter() - t0
         stats.update({"images": plan.total, "seconds": seconds, "images_per_s": plan.total / max(seconds, 1e-9)})
+        if sample_filter is not None:
+            stats["acceptance"] = {gen.class_names[c]: r for c, r in sample_filter.acceptance().items()}
     return out
+
+
+def _training_folder(run_or_checkpoint: str | Path) -> Path:
+    """The training folder recorded in a run's config.json (for a bare generator file: its folder's)."""
+    from synthaug.checkpoint import read_run_config
+
+    path = Path(run_or_checkpoint)
+    for run in (path, path.parent, path.parent.parent):  # a run, its generator.pt, or generators/epoch_N.pt
+        if (run / "config.json").is_file():
+            return Path(read_run_config(run).data.root)
+    raise SynthaugError(f"{run_or_checkpoint}: no run config to find the real training folder; pass --real DIR")
 
 
 def _pipelined(items, consume: Callable[[Any], None], depth: int = 2) -> None:
@@ -126,7 +176,7 @@ def _pipelined(items, consume: Callable[[Any], None], depth: int = 2) -> None:
 
 def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
                 *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
-                compression: str | None) -> None:
+                compression: str | None, sample_filter: SampleFilter | None) -> None:
     """Fill a preallocated HDF5 file window by window, recording progress, then rename it into place."""
     part = partial_path(out)
     start = 0
@@ -153,7 +203,7 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
         bar.update(hi - lo)
 
     try:
-        _pipelined(iter_generated(gen, plan, batch_size, start_chunk=start), write)
+        _pipelined(iter_generated(gen, plan, batch_size, start_chunk=start, sample_filter=sample_filter), write)
         finish_export(f, provenance)
     finally:
         f.close()
@@ -177,7 +227,7 @@ def _save_pngs(args: tuple[list[str], np.ndarray]) -> int:
 
 def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
                   *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
-                  compression: str | None) -> None:
+                  compression: str | None, sample_filter: SampleFilter | None) -> None:
     """Write OUT/<class>/<index>.png with PNG encoding in a process pool, then rename the folder into place."""
     del compression
     part = partial_path(out)
@@ -205,7 +255,8 @@ def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, ke
             state_file.write_text(json.dumps({"plan": key, "chunks_done": end}))
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for first, end, images, labels in iter_generated(gen, plan, batch_size, start_chunk=start):
+        for first, end, images, labels in iter_generated(gen, plan, batch_size, start_chunk=start,
+                                                         sample_filter=sample_filter):
             lo = plan.chunk_bounds(first)[0]
             paths = [str(part / gen.class_names[lab] / f"{lo + i:07d}.png") for i, lab in enumerate(labels)]
             step = max(1, -(-len(paths) // workers))

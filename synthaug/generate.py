@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +40,10 @@ def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "
     return gen.eval().to(device)
 
 
-def chunk_seed(seed: int, chunk: int) -> int:
-    """A well-mixed 63-bit seed for one chunk, so chunks draw independent noise."""
-    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+def chunk_seed(seed: int, chunk: int, redraw: int = 0) -> int:
+    """A well-mixed 63-bit seed for one chunk (and redraw round), so chunks draw independent noise."""
+    key = [int(seed), int(chunk)] + ([int(redraw)] if redraw else [])
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def chunk_rows_for(image_shape: Sequence[int], target_bytes: int = 1 << 20) -> int:
@@ -107,6 +108,40 @@ def balance_plan(class_names: Sequence[str], counts: dict[str, int], seed: int, 
     return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation)
 
 
+@dataclass
+class SampleFilter:
+    """Keep a sample only when `classifier` gives its conditioning class probability >= `min_confidence`;
+    rejected rows are redrawn with fresh noise (round r of chunk c seeded by (seed, c, r)) until accepted.
+
+    `drawn` and `accepted` count per class what this process generated, for the acceptance rate.
+    """
+
+    classifier: torch.nn.Module
+    min_confidence: float
+    max_rounds: int = 200
+    drawn: dict[int, int] = field(default_factory=dict)
+    accepted: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_confidence < 1.0:
+            raise SynthaugError(f"min-confidence must lie strictly between 0 and 1 (got {self.min_confidence})")
+
+    def keep(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Boolean mask (CPU) of the rows to keep, counting draws and acceptances per class."""
+        from synthaug.classify import predict
+
+        probs = predict(self.classifier, images)
+        ok = probs[torch.arange(len(labels)), labels] >= self.min_confidence
+        for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
+            self.drawn[int(c)] = self.drawn.get(int(c), 0) + int(n)
+            self.accepted[int(c)] = self.accepted.get(int(c), 0) + int(ok[labels == c].sum())
+        return ok
+
+    def acceptance(self) -> dict[int, float]:
+        """Accepted / drawn per class."""
+        return {c: self.accepted.get(c, 0) / n for c, n in sorted(self.drawn.items())}
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats to uint8 pixels (round half to even), computed where the images are."""
     return images.float().add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
@@ -130,13 +165,14 @@ def default_batch_size(gen: ConditionalGenerator, device: torch.device) -> int:
 
 
 def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: int | None = None,
-                   start_chunk: int = 0, autocast: bool = False,
-                   channels_last: bool = False) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+                   start_chunk: int = 0, autocast: bool = False, channels_last: bool = False,
+                   sample_filter: SampleFilter | None = None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Yield (first chunk, end chunk, images (n, C, H, W) uint8, labels (n,) int64), chunk-aligned, in order.
 
     Each forward pass covers whole chunks or slices of one, so results do not depend on `batch_size` beyond
     kernel-level rounding; images are quantised on the device and only uint8 is copied to the host, into
-    pinned buffers with non-blocking copies, one batch behind the compute on CUDA.
+    pinned buffers with non-blocking copies, one batch behind the compute on CUDA. With `sample_filter`,
+    rejected rows are redrawn chunk by chunk, so the output still depends only on (seed, chunk).
     """
     device = next(gen.parameters()).device
     batch_size = batch_size or default_batch_size(gen, device)
@@ -148,10 +184,12 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
         for first, end in _windows(plan, start_chunk, batch_size):
             zs, ys = zip(*(_chunk_inputs(gen, plan, c) for c in range(first, end)))
             z, y = torch.cat(zs), torch.cat(ys)
-            pieces = [to_uint8(gen(z[i:i + batch_size].to(device, non_blocking=True),
-                                   y[i:i + batch_size].to(device, non_blocking=True)))
-                      for i in range(0, z.shape[0], batch_size)]
-            out = torch.cat(pieces)
+            out = _forward_uint8(gen, z, y, batch_size, device)
+            if sample_filter is not None:
+                offset = 0
+                for c, yc in zip(range(first, end), ys):
+                    _redraw_rejected(gen, plan, c, out[offset:offset + len(yc)], yc, batch_size, sample_filter)
+                    offset += len(yc)
             if device.type == "cuda":
                 host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(out, non_blocking=True)
@@ -164,6 +202,34 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
                 yield first, end, out.numpy(), y.numpy()
         if pending is not None:
             yield _finish(pending)
+
+
+def _forward_uint8(gen: ConditionalGenerator, z: torch.Tensor, y: torch.Tensor, batch_size: int,
+                   device: torch.device) -> torch.Tensor:
+    """Generate in batches and quantise on the device; returns uint8 (N, C, H, W) on the device."""
+    pieces = [to_uint8(gen(z[i:i + batch_size].to(device, non_blocking=True),
+                           y[i:i + batch_size].to(device, non_blocking=True)))
+              for i in range(0, z.shape[0], batch_size)]
+    return torch.cat(pieces)
+
+
+def _redraw_rejected(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int, images: torch.Tensor,
+                     labels: torch.Tensor, batch_size: int, sample_filter: SampleFilter) -> None:
+    """Replace, in place, the rows of one chunk that the filter rejects, round by round, until all pass."""
+    todo = torch.arange(len(labels))
+    for redraw in range(1, sample_filter.max_rounds + 1):
+        ok = sample_filter.keep(images[todo.to(images.device)], labels[todo])
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            return
+        rng = torch.Generator().manual_seed(chunk_seed(plan.seed, chunk, redraw))
+        z = gen.sample_latent(todo.numel(), generator=rng, truncation=plan.truncation)
+        images[todo.to(images.device)] = _forward_uint8(gen, z, labels[todo], batch_size, images.device)
+    rates = sample_filter.acceptance()
+    worst = min(rates, key=rates.get)
+    raise SynthaugError(f"min-confidence {sample_filter.min_confidence}: after {sample_filter.max_rounds} draws "
+                        f"some images of class {gen.class_names[worst]!r} still fail (its acceptance rate is "
+                        f"{100 * rates[worst]:.2f}%); lower --min-confidence")
 
 
 def _finish(pending: tuple) -> tuple[int, int, np.ndarray, np.ndarray]:

@@ -142,3 +142,65 @@ def test_balance_to_tops_up_an_imbalanced_folder(tiny_run, tmp_path):
     out = synthaug.export(tiny_run, tmp_path / "t20.h5", balance_to=real, target=20, progress=False)
     _, labels, _ = _arrays(out)
     assert np.bincount(labels, minlength=10).tolist() == [8, 8, 8, 18, 8, 8, 8, 8, 8, 8]
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory, digits_dir):
+    """An MLP cGAN trained for a few epochs on digits: most classes are recognisable."""
+    return synthaug.fit(digits_dir, tmp_path_factory.mktemp("mlp") / "run", arch="mlp", epochs=5, batch_size=16,
+                        progress=False)
+
+
+def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, digits_dir, tmp_path):
+    """Every kept image passes the real-data classifier at P; counts stay exact; batch size does not matter."""
+    tiny_run = mlp_run
+    from synthaug.classify import predict
+    from synthaug.data.folder import load_image_folder
+    from synthaug.metrics import feature_classifier
+
+    stats: dict = {}
+    a = synthaug.export(tiny_run, tmp_path / "a.h5", per_class=20, seed=4, min_confidence=0.5, batch_size=16,
+                        progress=False, stats=stats)
+    b = synthaug.export(tiny_run, tmp_path / "b.h5", per_class=20, seed=4, min_confidence=0.5, batch_size=128,
+                        real=digits_dir, progress=False)
+    plain = synthaug.export(tiny_run, tmp_path / "p.h5", per_class=20, seed=4, progress=False)
+    images, labels, attrs = _arrays(a)
+    assert np.bincount(labels).tolist() == [20] * 10
+    assert open(a, "rb").read() != b"" and (_arrays(b)[0] == images).all()
+    assert json_attr(attrs)["min_confidence"] == 0.5
+    clf = feature_classifier(load_image_folder(digits_dir, progress=False))
+    import torch
+
+    probs = predict(clf, torch.from_numpy(images))
+    assert (probs[torch.arange(len(labels)), torch.from_numpy(labels)] >= 0.5).all()
+    rates = stats["acceptance"]
+    assert set(rates) == {f"digit{i}" for i in range(10)} and all(0 < r <= 1 for r in rates.values())
+    if min(rates.values()) < 1:  # something was redrawn, so the filtered export differs from the plain one
+        assert not (_arrays(plain)[0] == images).all()
+
+
+def test_min_confidence_out_of_range_or_unreachable(tiny_run, tmp_path):
+    with pytest.raises(SynthaugError, match="between 0 and 1"):
+        synthaug.export(tiny_run, tmp_path / "x.h5", per_class=2, min_confidence=1.5, progress=False)
+    # A classifier that is never sure (all logits equal: p = 0.1 for every class) can never pass P = 0.5.
+    import torch
+
+    from synthaug.classify import build_classifier
+    from synthaug.generate import SampleFilter, class_balanced_plan, iter_generated
+
+    unsure = build_classifier("cnn", 1, 10, 8).eval()
+    torch.nn.init.zeros_(unsure.head.weight)
+    torch.nn.init.zeros_(unsure.head.bias)
+    gen = synthaug.load_generator(tiny_run)
+    plan = class_balanced_plan(gen.class_names, 2, 0, gen.image_shape)
+    keep = SampleFilter(unsure, 0.5, max_rounds=3)
+    with pytest.raises(SynthaugError, match="lower --min-confidence"):
+        list(iter_generated(gen, plan, sample_filter=keep))
+    assert keep.drawn[0] == 3 * 2 and keep.accepted[0] == 0
+
+
+def json_attr(attrs):
+    """The provenance JSON attribute of an export."""
+    import json
+
+    return json.loads(attrs["provenance"])
