@@ -147,10 +147,11 @@ def test_balance_to_tops_up_an_imbalanced_folder(tiny_run, tmp_path):
 @pytest.fixture(scope="module")
 def mlp_run(tmp_path_factory, digits_dir):
     """An MLP cGAN trained for a few epochs on digits: most classes are recognisable."""
-    return synthaug.fit(digits_dir, tmp_path_factory.mktemp("mlp") / "run", arch="mlp", epochs=5, batch_size=16,
+    return synthaug.fit(digits_dir, tmp_path_factory.mktemp("mlp") / "run", arch="mlp", epochs=12, batch_size=16,
                         progress=False)
 
 
+@pytest.mark.slow
 def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, digits_dir, tmp_path):
     """Every kept image passes the real-data classifier at P; counts stay exact; batch size does not matter."""
     tiny_run = mlp_run
