@@ -56,6 +56,7 @@ class TrainConfig:
     channels_last: bool = True
     max_steps: int | None = None
     augment: str = ""  # DiffAugment policy, e.g. "translation,cutout,color" (synthaug/augment.py)
+    mode_seeking: float = 0.0  # weight of the MSGAN mode-seeking term in the generator loss (0: off)
     sample_every: int = 0  # epochs between grids/snapshots; 0: every epoch, or every ~200 steps on tiny data
 
 

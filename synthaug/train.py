@@ -137,15 +137,31 @@ def d_step(m: Models, loss: LossPair, real: torch.Tensor, labels: torch.Tensor, 
 
 
 def g_step(m: Models, loss: LossPair, labels: torch.Tensor, want_norms: bool,
-           augment: tuple[str, ...] = ()) -> dict[str, float]:
-    """One generator update against the current discriminator (through the same augmentation as D saw)."""
+           augment: tuple[str, ...] = (), mode_seeking: float = 0.0) -> dict[str, float]:
+    """One generator update against the current discriminator (through the same augmentation as D saw).
+
+    With `mode_seeking` > 0 the two halves of the batch share their labels and the loss adds
+    mode_seeking / (|G(z1, y) - G(z2, y)| / |z1 - z2|), which punishes a generator for ignoring its noise
+    (Mao et al. 2019, MSGAN).
+    """
     device = labels.device
+    half = labels.shape[0] // 2
+    if mode_seeking > 0 and half:
+        labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
     with _autocast(device):
-        fake = m.g(m.g.sample_latent(labels.shape[0], device=device), labels)
+        z = m.g.sample_latent(labels.shape[0], device=device)
+        fake = m.g(z, labels)
         g_loss = loss.g_loss(m.d(diff_augment(fake, augment), labels).float())
+        out = {}
+        if mode_seeking > 0 and half:
+            ratio = (fake[:half] - fake[half:2 * half]).float().abs().flatten(1).mean(1) / \
+                (z[:half] - z[half:2 * half]).abs().mean(1)
+            ms = mode_seeking / (ratio.mean() + 1e-5)
+            g_loss = g_loss + ms
+            out["mode_seeking"] = ms.detach()
     m.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
-    out = {"g_loss": g_loss.detach()}
+    out["g_loss"] = g_loss.detach()
     if want_norms:
         out["g_grad_norm"] = _grad_norm(m.g)
     m.opt_g.step()
@@ -471,7 +487,7 @@ class Trainer:
             stats = {}
             for _ in range(t.d_steps):
                 stats.update(d_step(self.models, self.loss, real, labels, smoothing, want, self.augment))
-            stats.update(g_step(self.models, self.loss, labels, want, self.augment))
+            stats.update(g_step(self.models, self.loss, labels, want, self.augment, t.mode_seeking))
             self.step += 1
             self.batch_in_epoch += 1
             bar.update(1)
