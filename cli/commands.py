@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 import synthaug
+from synthaug import distributed
 from synthaug.models import list_archs
 from synthaug_cli.main import cli
 
@@ -43,6 +44,8 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
               help="[default: the architecture's own]")
 @click.option("--lr-g", type=float, default=None)
 @click.option("--lr-d", type=float, default=None)
+@click.option("--augment", default=None, metavar="POLICY",
+              help="DiffAugment on real and fake images, e.g. translation,cutout,color (for small data sets).")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N [default: auto].")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -52,12 +55,14 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
     """Train a class-conditional GAN on DATA (root/<class>/<image>, or a folder with train/)."""
     run = synthaug.fit(data, out, arch=arch, resolution=resolution, width=width, resume=resume, progress=not quiet,
                        **settings)
-    click.echo(f"run folder: {run}")
+    if distributed.current().is_main:
+        click.echo(f"run folder: {run}")
 
 
 @cli.command()
-@click.option("--run", "run", type=click.Path(path_type=Path), default=None,
-              help="Run folder or generator .pt [default: the latest under ./runs].")
+@click.option("--run", "--source", "run", type=click.Path(path_type=Path), default=None,
+              help="Run folder or generator .pt [default: the latest under ./runs]. Under torchrun write --source "
+                   "(torchrun reads --run as its own --run-path).")
 @click.option("--pretrained", type=click.Choice(synthaug.list_pretrained()), default=None,
               help="Use a built-in pretrained generator instead of a run.")
 @click.option("--per-class", type=int, default=None, help="Images per class.")
@@ -72,6 +77,10 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
 @click.option("--batch-size", type=int, default=None, help="[default: the best for the device]")
 @click.option("--truncation", type=float, default=None, help="Truncate the normal noise at this |z|.")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None)
+@click.option("--min-confidence", type=float, default=None, metavar="P",
+              help="Keep only images a classifier trained on the real data gives their class with probability >= P.")
+@click.option("--real", type=click.Path(path_type=Path), default=None,
+              help="With --min-confidence: the real folder [default: the run's training folder].")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted export with the same settings.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists (only once the new one is complete).")
@@ -84,31 +93,77 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
     stats: dict = {}
     out = synthaug.export(source, classes=classes.split(",") if classes else None, progress=not quiet,
                           stats=stats, **options)
+    if not distributed.current().is_main:
+        return
     click.echo(f"wrote {stats['images']} images to {out} ({stats['images_per_s']:.0f} images/s)")
+    if "acceptance" in stats:
+        rates = ", ".join(f"{name} {100 * r:.1f}%" for name, r in stats["acceptance"].items())
+        click.echo(f"acceptance at min-confidence {options['min_confidence']}: {rates}")
 
 
 @cli.command()
-@click.option("--synthetic", type=click.Path(path_type=Path), required=True, help="An HDF5 export.")
+@click.option("--synthetic", type=click.Path(path_type=Path), default=None,
+              help="An HDF5 export (for --real-fraction: the one made from all of --real).")
 @click.option("--real", type=click.Path(path_type=Path), default=None,
               help="Real training folder [default: the folder the export's run was trained on].")
 @click.option("--test", type=click.Path(path_type=Path), default=None,
               help="Real test folder [default: test/ beside --real].")
 @click.option("--classifier", type=click.Choice(synthaug.list_classifiers()), default="cnn", show_default=True)
 @click.option("--steps", type=int, default=1000, show_default=True, help="Training steps per classifier.")
-@click.option("--ratios", default="1", show_default=True, help="Synthetic-per-real ratios for the mixed sets.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ratios", default="0.25,0.5,1,2", show_default=True, help="Synthetic-per-real ratios (mixed sets).")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Repeat every condition with this many seeds.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First classifier seed.")
+@click.option("--logreg/--no-logreg", default=True, show_default=True,
+              help="Add logistic regression on pixels as a sanity anchor.")
+@click.option("--real-fraction", default=None, metavar="F1,F2,..",
+              help="Low-data protocol: fit a generator on each fraction of --real and compare (e.g. 0.01,0.1,1).")
+@click.option("--imbalance", default=None, metavar="CLASS1,CLASS2,..",
+              help="Imbalance protocol: these classes keep --keep of their images; compare weighting and top-up.")
+@click.option("--keep", type=float, default=0.01, show_default=True, help="With --imbalance: fraction kept.")
+@click.option("--fit-minutes", type=float, default=10.0, show_default=True,
+              help="With a protocol: CPU/GPU minutes for each generator it fits.")
+@click.option("--augment", default="translation,cutout", show_default=True,
+              help="With a protocol: DiffAugment policy for the generators it fits (small data).")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="With a protocol: where its folders, runs and exports go [default: OUT/work].")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmark.json"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Report folder [default: reports/<data name>-<time>].")
 @click.option("--quiet", is_flag=True)
-def benchmark(synthetic: Path, real: Path | None, test: Path | None, classifier: str, steps: int, ratios: str,
-              seed: int, device: str, out: Path, quiet: bool) -> None:
-    """Train the same classifier on real, synthetic and mixed data; test each on real data."""
+def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, classifier: str, steps: int,
+              ratios: str, seeds: int, seed: int, logreg: bool, real_fraction: str | None, imbalance: str | None,
+              keep: float, fit_minutes: float, augment: str, work: Path | None, device: str, out: Path | None,
+              quiet: bool) -> None:
+    """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
+    from synthaug import protocols
     from synthaug.benchmark import format_table, real_dir_of
+    from synthaug.report import default_report_dir, imbalance_table, low_data_table, write_protocol_report
 
+    if synthetic is None and real is None:
+        raise click.UsageError("give --synthetic EXPORT, or --real DIR with --real-fraction or --imbalance")
+    real = real or real_dir_of(synthetic)
+    out = out or default_report_dir(real)
     recipe = synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed)
-    report = synthaug.benchmark(real or real_dir_of(synthetic), test, synthetic, recipe=recipe, device=device,
-                                ratios=tuple(float(r) for r in ratios.split(",")), out=out, progress=not quiet)
-    click.echo(format_table(report))
+    ratio_list = tuple(float(r) for r in ratios.split(","))
+    fit_settings = {"minutes": fit_minutes, "epochs": 10_000, "augment": augment}
+    if real_fraction:
+        report = protocols.low_data(real, test, [float(f) for f in real_fraction.split(",")], work or out / "work",
+                                    fit_settings=fit_settings, synthetic_full=synthetic, ratios=ratio_list,
+                                    seeds=seeds, recipe=recipe, device=device, progress=not quiet)
+        write_protocol_report(report, out)
+        click.echo(low_data_table(report))
+    elif imbalance:
+        report = protocols.imbalance(real, test, imbalance.split(","), work or out / "work", keep_fraction=keep,
+                                     fit_settings=fit_settings, seeds=seeds, recipe=recipe, device=device,
+                                     progress=not quiet)
+        write_protocol_report(report, out)
+        click.echo(imbalance_table(report))
+    else:
+        if synthetic is None:
+            raise click.UsageError("give --synthetic EXPORT (or a protocol: --real-fraction / --imbalance)")
+        report = synthaug.benchmark(real, test, synthetic, recipe=recipe, ratios=ratio_list, seeds=seeds,
+                                    logreg=logreg, device=device, out=out, progress=not quiet)
+        click.echo(format_table(report))
     click.echo(f"wrote {out}")
 
 

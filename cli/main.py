@@ -22,6 +22,10 @@ class FriendlyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted; nothing complete was overwritten (re-run with --resume to continue)", err=True)
             sys.exit(130)
+        finally:
+            from synthaug.distributed import shutdown
+
+            shutdown()  # leave torchrun's process group, if a command joined one
 
 
 @click.group(cls=FriendlyGroup)

@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 import synthaug
+from synthaug import distributed
 from synthaug.checkpoint import generator_file, sha256_file
 from synthaug.data.h5format import PLAN_ATTR, PROGRESS_ATTR, create_export, finish_export, validate_export
 from synthaug.errors import SynthaugError
@@ -92,6 +93,7 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
     Same seed, same images and labels, whatever the batch size. The output appears only when complete; an
     interrupted export leaves `.<name>.partial` beside it, which `resume=True` continues. With `balance_to`
     (a real, imbalanced folder), each class gets what it lacks to reach `target` (default: its largest class).
+    Under `torchrun` (HDF5 only) the chunks are shared out between ranks and rank 0 joins the shards.
     With `min_confidence`, only images that a classifier trained on the real folder `real` (default: the run's
     training folder) assigns to their class with at least that probability are kept; more are drawn until the
     quota is met, and `stats["acceptance"]` gives the rate per class.
@@ -105,7 +107,12 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
     if out.exists() and not overwrite:
         raise SynthaugError(f"{out}: already exists; choose another --out or pass --overwrite")
     gen_path = generator_file(run_or_checkpoint)
-    gen = load_generator(gen_path, resolve_device(device))
+    info = distributed.init_from_env(device)
+    progress = progress and info.is_main
+    dev = resolve_device(device)
+    if info.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", info.local_rank)
+    gen = load_generator(gen_path, dev)
     sha = sha256_file(gen_path)
     if balance_to is not None:
         index = scan_folder(balance_to)
@@ -125,6 +132,10 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
                   "synthaug_version": synthaug.__version__,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     writer = _write_hdf5 if fmt == "hdf5" else _write_folder
+    if distributed.current().enabled:
+        if fmt != "hdf5":
+            raise SynthaugError("under torchrun, export writes HDF5 only (give --out NAME.h5)")
+        writer = _write_hdf5_sharded
     t0 = time.perf_counter()
     writer(gen, plan, out, plan_key(plan, sha, sample_filter), provenance, batch_size=batch_size, resume=resume,
            overwrite=overwrite, progress=progress, compression=compression, sample_filter=sample_filter)
@@ -214,6 +225,57 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
         out.unlink()
     os.replace(part, out)
     validate_export(out)
+
+
+def shard_path(out: Path, rank: int, world_size: int) -> Path:
+    """Where rank `rank` writes its share of a distributed export."""
+    return out.with_name(f".{out.name}.shard{rank}-of-{world_size}")
+
+
+def _write_hdf5_sharded(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
+                        *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
+                        compression: str | None, sample_filter: SampleFilter | None) -> None:
+    """Under torchrun: rank r generates chunks r, r + W, ... into its own shard; rank 0 then copies every chunk,
+    in order, into one export, whose images and labels equal a single-process export with the same seed."""
+    info = distributed.current()
+    del resume  # a distributed export starts over; its shards are rewritten
+    mine = list(range(info.rank, plan.num_chunks, info.world_size))
+    shard = shard_path(out, info.rank, info.world_size)
+    f = create_export(shard, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key)
+    try:
+        for first, end, images, labels in iter_generated(gen, plan, batch_size, chunks=mine,
+                                                         sample_filter=sample_filter):
+            lo, hi = plan.chunk_bounds(first)[0], plan.chunk_bounds(end - 1)[1]
+            f["images"][lo:hi] = images
+            f["labels"][lo:hi] = labels
+    finally:
+        f.close()
+    distributed.barrier()
+    if info.is_main:
+        part = partial_path(out)
+        merged = create_export(part, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
+                               compression)
+        shards = [h5py.File(shard_path(out, r, info.world_size), "r") for r in range(info.world_size)]
+        try:
+            for c in tqdm(range(plan.num_chunks), desc=f"join {out.name}", unit="chunk", disable=not progress):
+                lo, hi = plan.chunk_bounds(c)
+                src = shards[c % info.world_size]
+                merged["images"][lo:hi] = src["images"][lo:hi]
+                merged["labels"][lo:hi] = src["labels"][lo:hi]
+            finish_export(merged, {**provenance, "world_size": info.world_size})
+        finally:
+            merged.close()
+            for s in shards:
+                s.close()
+        with open(part, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if out.exists() and overwrite:
+            out.unlink()
+        os.replace(part, out)
+        validate_export(out)
+        for r in range(info.world_size):
+            shard_path(out, r, info.world_size).unlink(missing_ok=True)
+    distributed.barrier()
 
 
 def _save_pngs(args: tuple[list[str], np.ndarray]) -> int:

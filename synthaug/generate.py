@@ -166,13 +166,15 @@ def default_batch_size(gen: ConditionalGenerator, device: torch.device) -> int:
 
 def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: int | None = None,
                    start_chunk: int = 0, autocast: bool = False, channels_last: bool = False,
-                   sample_filter: SampleFilter | None = None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+                   sample_filter: SampleFilter | None = None,
+                   chunks: Sequence[int] | None = None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Yield (first chunk, end chunk, images (n, C, H, W) uint8, labels (n,) int64), chunk-aligned, in order.
 
     Each forward pass covers whole chunks or slices of one, so results do not depend on `batch_size` beyond
     kernel-level rounding; images are quantised on the device and only uint8 is copied to the host, into
     pinned buffers with non-blocking copies, one batch behind the compute on CUDA. With `sample_filter`,
-    rejected rows are redrawn chunk by chunk, so the output still depends only on (seed, chunk).
+    rejected rows are redrawn chunk by chunk, so the output still depends only on (seed, chunk). `chunks`
+    restricts the work to those chunk indices (a rank's share under torchrun).
     """
     device = next(gen.parameters()).device
     batch_size = batch_size or default_batch_size(gen, device)
@@ -181,7 +183,8 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
     cast = torch.autocast("cuda", dtype=torch.bfloat16) if (autocast and device.type == "cuda") else nullcontext()
     pending: tuple | None = None
     with torch.inference_mode(), cast:
-        for first, end in _windows(plan, start_chunk, batch_size):
+        ids = list(range(start_chunk, plan.num_chunks)) if chunks is None else sorted(chunks)
+        for first, end in _windows(plan, ids, batch_size):
             zs, ys = zip(*(_chunk_inputs(gen, plan, c) for c in range(first, end)))
             z, y = torch.cat(zs), torch.cat(ys)
             out = _forward_uint8(gen, z, y, batch_size, device)
@@ -239,11 +242,16 @@ def _finish(pending: tuple) -> tuple[int, int, np.ndarray, np.ndarray]:
     return first, end, host.numpy(), y.numpy()
 
 
-def _windows(plan: GenerationPlan, start_chunk: int, batch_size: int) -> Iterator[tuple[int, int]]:
-    """Runs of whole chunks holding about `batch_size` images (at least one chunk)."""
+def _windows(plan: GenerationPlan, ids: Sequence[int], batch_size: int) -> Iterator[tuple[int, int]]:
+    """Runs of consecutive chunk indices from `ids` holding about `batch_size` images (at least one chunk)."""
     per_window = max(1, batch_size // plan.chunk_rows)
-    for first in range(start_chunk, plan.num_chunks, per_window):
-        yield first, min(first + per_window, plan.num_chunks)
+    i = 0
+    while i < len(ids):
+        j = i + 1
+        while j < len(ids) and j - i < per_window and ids[j] == ids[j - 1] + 1:
+            j += 1
+        yield ids[i], ids[j - 1] + 1
+        i = j
 
 
 def generate(gen: ConditionalGenerator, labels: torch.Tensor | np.ndarray, seed: int = 0,

@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import shutil
 import signal
 import time
@@ -18,10 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+import numpy as np
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 import synthaug
+from synthaug import distributed
 from synthaug.augment import diff_augment, parse_policy
 from synthaug.checkpoint import GENERATOR_FILE, TRAINING_STATE, load_safe, save_atomic
 from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
@@ -57,15 +60,36 @@ def default_run_dir(data_dir: str | Path, runs: str | Path = "runs") -> Path:
     return Path(runs) / name
 
 
+class DiscriminatorPair(nn.Module):
+    """D on a real and a fake batch in one call, so DistributedDataParallel sees one forward per backward."""
+
+    def __init__(self, d: nn.Module):
+        super().__init__()
+        self.d = d
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor):
+        return self.d(real, labels), self.d(fake, labels)
+
+
 @dataclass
 class Models:
-    """Everything that trains, plus the generator used for sampling (the EMA copy when enabled)."""
+    """Everything that trains, plus the generator used for sampling (the EMA copy when enabled).
+
+    `g_train` and `d_pair` are what the steps call: `g` and `DiscriminatorPair(d)` in one process, their
+    DistributedDataParallel wrappers under torchrun.
+    """
 
     g: ConditionalGenerator
     d: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     ema: AveragedModel | None
+    g_train: nn.Module | None = None
+    d_pair: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        self.g_train = self.g_train or self.g
+        self.d_pair = self.d_pair or DiscriminatorPair(self.d)
 
     @property
     def sampler(self) -> ConditionalGenerator:
@@ -121,10 +145,10 @@ def d_step(m: Models, loss: LossPair, real: torch.Tensor, labels: torch.Tensor, 
     """One discriminator update on a real batch and an equally sized fake batch of the same labels."""
     device = real.device
     with torch.no_grad(), _autocast(device):
-        fake = m.g(m.g.sample_latent(real.shape[0], device=device), labels)
+        fake = m.g_train(m.g.sample_latent(real.shape[0], device=device), labels)
     with _autocast(device):
-        real_logits = m.d(diff_augment(real, augment), labels)
-        fake_logits = m.d(diff_augment(fake.detach(), augment), labels)
+        real_logits, fake_logits = m.d_pair(diff_augment(real, augment), diff_augment(fake.detach(), augment),
+                                            labels)
         d_loss = loss.d_loss(real_logits.float(), fake_logits.float(), smoothing)
     m.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
@@ -150,7 +174,8 @@ def g_step(m: Models, loss: LossPair, labels: torch.Tensor, want_norms: bool,
         labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
     with _autocast(device):
         z = m.g.sample_latent(labels.shape[0], device=device)
-        fake = m.g(z, labels)
+        fake = m.g_train(z, labels)
+        # The bare D: its gradients here are never applied (d_step clears them), so they need no all-reduce.
         g_loss = loss.g_loss(m.d(diff_augment(fake, augment), labels).float())
         out = {}
         if mode_seeking > 0 and half:
@@ -272,10 +297,14 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
         resolution: side length (default: the folder's own, rounded to a supported size).
         resume: continue the run in `out` from its last checkpoint.
         **train_settings: any field of `TrainConfig` (epochs, minutes, batch_size, seed, device, lr_g, ...).
+
+    Under `torchrun` every rank calls this; it joins the process group and trains with DistributedDataParallel
+    (batch_size is per process; only rank 0 writes to `out`).
     """
     unknown = set(train_settings) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise SynthaugError(f"unknown training settings: {sorted(unknown)}")
+    info = distributed.init_from_env(train_settings.get("device") or "auto")
     data_dir = resolve_split(data_dir)
     out = Path(out) if out is not None else default_run_dir(data_dir)
     if resume:
@@ -285,8 +314,13 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
             raise SynthaugError(f"{out}: already holds a run; pass --resume to continue it or --out for a new one")
         get_arch(arch)
         cfg = None
-    data = load_image_folder(data_dir, resolution or (cfg.data.resolution if cfg else None),
-                             cfg.data.channels if cfg else None, workers=workers, progress=progress)
+    distributed.barrier()  # every rank has checked `out` before rank 0 writes to it
+    for turn in ("main", "others"):  # rank 0 decodes and fills the cache; the other ranks then read it
+        if (turn == "main") == info.is_main:
+            data = load_image_folder(data_dir, resolution or (cfg.data.resolution if cfg else None),
+                                     cfg.data.channels if cfg else None, workers=workers,
+                                     progress=progress and info.is_main)
+        distributed.barrier()
     if cfg is None:
         cfg = RunConfig(
             data=DataConfig(str(data_dir.resolve()), int(data.images.shape[-1]), int(data.images.shape[1]),
@@ -300,11 +334,12 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
         raise SynthaugError(f"{data_dir}: classes {list(data.class_names)} differ from the run's "
                             f"{list(cfg.data.class_names)}")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp"):  # left by a process killed mid-write; the real files are intact
-        stale.unlink(missing_ok=True)
-    atomic_write_text(out / "config.json", run_config_to_json(cfg))
-    if data.skipped:
-        atomic_write_text(out / "skipped_files.json", json.dumps(list(data.skipped), indent=1))
+    if info.is_main:
+        for stale in out.glob(".*.tmp"):  # left by a process killed mid-write; the real files are intact
+            stale.unlink(missing_ok=True)
+        atomic_write_text(out / "config.json", run_config_to_json(cfg))
+        if data.skipped:
+            atomic_write_text(out / "skipped_files.json", json.dumps(list(data.skipped), indent=1))
     Trainer(cfg, data, out, progress, on_epoch).run(resume)
     return out
 
@@ -327,8 +362,12 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: LabelledImages, out: Path, progress: bool,
                  on_epoch: Callable[[int, dict[str, float]], None] | None):
-        self.cfg, self.out, self.progress, self.on_epoch = cfg, out, progress, on_epoch
+        self.cfg, self.out, self.on_epoch = cfg, out, on_epoch
+        self.dist = distributed.current()
+        self.progress = progress and self.dist.is_main
         self.device = resolve_device(cfg.train.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         torch.manual_seed(cfg.train.seed)
         self.models = build_training(cfg.model, cfg.train, self.device)
         self.models.g.class_names = data.class_names
@@ -344,11 +383,12 @@ class Trainer:
                                                           cfg.train.seed)
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.images_in_epoch = 0  # images of this epoch's permutation already used, by all ranks together
         self.step = 0
         self.order_state = self.order_gen.get_state()
         self.lr_halved = False
         self.augment = parse_policy(cfg.train.augment)
-        self.tb = tensorboard_writer(out)
+        self.tb = tensorboard_writer(out) if self.dist.is_main else None
         if cfg.train.channels_last:
             # NHWC convolutions are ~1.9x faster on the CPU (oneDNN) and on tensor cores.
             for net in (self.models.g, self.models.d):
@@ -356,10 +396,33 @@ class Trainer:
         if cfg.train.compile:
             self.models.g.compile()
             self.models.d.compile()
+        if self.dist.enabled:
+            self._wrap_ddp()
+
+    def _wrap_ddp(self) -> None:
+        """DistributedDataParallel for G and for D's real+fake pair; each rank draws its own noise."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        m = self.models
+        # BatchNorm statistics stay per rank (SyncBatchNorm needs a GPU); DDP broadcasts rank 0's buffers.
+        m.g_train = DDP(m.g, device_ids=ids)
+        m.d_pair = DDP(m.d_pair, device_ids=ids)
+        self._reseed_noise()
+
+    def _reseed_noise(self) -> None:
+        """A noise stream per (seed, step, rank), so ranks do not draw the same latents."""
+        seed = int(np.random.SeedSequence([self.cfg.train.seed, self.step, self.dist.rank]).generate_state(1)[0])
+        torch.manual_seed(seed)
+
+    @property
+    def global_batch(self) -> int:
+        """Images per step over all ranks: the per-process batch size times the world size."""
+        return self.cfg.train.batch_size * self.dist.world_size
 
     @property
     def batches_per_epoch(self) -> int:
-        return max(1, self.images.shape[0] // self.cfg.train.batch_size)
+        return max(1, self.images.shape[0] // self.global_batch)
 
     @property
     def sample_every(self) -> int:
@@ -372,6 +435,7 @@ class Trainer:
         state = {"generator": m.g.state_dict(), "discriminator": m.d.state_dict(),
                  "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(),
                  "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+                 "images_in_epoch": self.images_in_epoch, "world_size": self.dist.world_size,
                  "order_state": self.order_state, "torch_rng": torch.get_rng_state(),
                  "lr_halved": self.lr_halved, "config": run_config_to_json(self.cfg)}
         if m.ema is not None:
@@ -394,17 +458,57 @@ class Trainer:
             raise CheckpointError(f"{self.out / TRAINING_STATE}: does not match the run's architecture "
                                   f"{self.cfg.model.arch!r} ({str(exc).splitlines()[0][:160]})") from None
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.images_in_epoch = int(state.get("images_in_epoch", self.batch_in_epoch * self.cfg.train.batch_size))
         self.order_state = state["order_state"]
         self.lr_halved = bool(state.get("lr_halved", False))
         torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
+        if "cuda_rng" in state and torch.cuda.is_available() and not self.dist.enabled:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if self.dist.enabled:
+            self._reseed_noise()
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (BatchNorm statistics drift apart between DDP's broadcasts)."""
+        import torch.distributed as dist
+
+        m = self.models
+        for net in (m.g, m.d, *([m.ema] if m.ema is not None else [])):
+            for buf in net.buffers():
+                dist.broadcast(buf.data, src=0)
+
+    def _check_ranks_in_sync(self) -> None:
+        """Compare G, D and EMA weights across ranks; rank 0 records the result in distributed.json."""
+        import torch.distributed as dist
+
+        m = self.models
+        nets = {"generator": m.g, "discriminator": m.d, **({"generator_ema": m.ema} if m.ema is not None else {})}
+        mine = {name: [float(v.detach().double().sum()) for v in net.state_dict().values() if v.is_floating_point()]
+                for name, net in nets.items()}
+        everyone: list[Any] = [None] * self.dist.world_size
+        dist.all_gather_object(everyone, mine)
+        in_sync = {name: all(r[name] == everyone[0][name] for r in everyone) for name in nets}
+        if self.dist.is_main:
+            atomic_write_text(self.out / "distributed.json", json.dumps(
+                {"world_size": self.dist.world_size, "backend": dist.get_backend(), "step": self.step,
+                 "global_batch": self.global_batch, "in_sync": in_sync,
+                 "checksums": {name: [sum(r[name]) for r in everyone] for name in nets}}, indent=1))
+        if not all(in_sync.values()):
+            raise SynthaugError(f"ranks disagree on {[k for k, v in in_sync.items() if not v]} after step {self.step}")
+
+    def _decide(self, main_says: bool) -> bool:
+        """Rank 0's decision, known to every rank (time-based choices would otherwise differ between ranks)."""
+        return distributed.any_rank([main_says and self.dist.is_main], self.device)[0]
 
     def save(self, full: bool = True) -> None:
-        """Write the exportable generator and (when `full`) the training state, each atomically."""
+        """Write the exportable generator and (when `full`) the training state, each atomically (rank 0 only;
+        a full save is a collective call, so no rank reads a checkpoint that is still being written)."""
         if full:
-            save_atomic(self.state_dict(), self.out / TRAINING_STATE)
+            if self.dist.is_main:
+                save_atomic(self.state_dict(), self.out / TRAINING_STATE)
+            distributed.barrier()
             self.last_save = time.monotonic()
+        if not self.dist.is_main:
+            return
         save_atomic({"format": "synthaug-generator", "model_config": dataclasses.asdict(self.cfg.model),
                      "class_names": list(self.cfg.data.class_names),
                      "state_dict": {k: v.detach().cpu() for k, v in self.models.sampler.state_dict().items()},
@@ -413,6 +517,10 @@ class Trainer:
     def end_of_epoch(self, means: dict[str, float]) -> None:
         """Sample grid, diversity, curves and a small generator snapshot every epoch; the full state every
         few minutes."""
+        full = self._decide(time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60)
+        if not self.dist.is_main:
+            self.save(full=full)
+            return
         images = save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
                                   self.out / "samples" / f"epoch_{self.epoch:04d}.png")
         diversity = class_diversity(images, self.grid_labels, self.cfg.model.num_classes)
@@ -429,17 +537,22 @@ class Trainer:
             for name, d in zip(self.cfg.data.class_names, diversity):
                 self.tb.add_scalar(f"diversity/{name}", d, self.step)
             self.tb.flush()
-        self.save(full=time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60)
+        self.save(full=full)
         (self.out / "generators").mkdir(exist_ok=True)
         shutil.copyfile(self.out / GENERATOR_FILE, self.out / "generators" / f"epoch_{self.epoch:04d}.pt")
 
     def batches(self):
-        """Yield (real images in [-1, 1], labels) for the rest of the current epoch."""
+        """Yield (real images in [-1, 1], labels) for the rest of the current epoch.
+
+        One permutation per epoch, the same on every rank; each step takes the next global batch and rank r
+        keeps every world_size-th image from r (the interleaving DistributedSampler uses), so a resume with
+        another world size continues at the same place in the permutation.
+        """
         self.order_gen.set_state(self.order_state)
         order = torch.randperm(self.images.shape[0], generator=self.order_gen).to(self.device)
-        bs = self.cfg.train.batch_size
-        for b in range(self.batch_in_epoch, self.batches_per_epoch):
-            idx = order[b * bs:(b + 1) * bs]
+        gb, world, rank = self.global_batch, self.dist.world_size, self.dist.rank
+        while self.images_in_epoch + gb <= self.images.shape[0]:
+            idx = order[self.images_in_epoch + rank:self.images_in_epoch + gb:world]
             real = self.images[idx].float().div_(127.5).sub_(1.0)
             if self.cfg.train.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
@@ -451,7 +564,7 @@ class Trainer:
             self.load_state_dict(load_safe(self.out / TRAINING_STATE))
         t = self.cfg.train
         deadline = time.monotonic() + t.minutes * 60 if t.minutes else math.inf
-        log = open(self.out / "log.jsonl", "a", encoding="utf-8")
+        log = open(self.out / "log.jsonl" if self.dist.is_main else os.devnull, "a", encoding="utf-8")
         self.models.g.train()
         self.models.d.train()
         if not resume:
@@ -463,7 +576,13 @@ class Trainer:
                 status, means = self._run_epoch(log, stop, deadline)
                 if status == "done" and (self.epoch % self.sample_every == 0 or self.epoch == t.epochs):
                     self.end_of_epoch(means)
+            if self.dist.enabled:
+                self._sync_buffers()
             self.save()
+            if self.dist.enabled:
+                self._check_ranks_in_sync()
+            if not self.dist.is_main:
+                return
             if status == "stop" and self.batch_in_epoch:
                 save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
                                  self.out / "samples" / f"step_{self.step:07d}.png")
@@ -490,13 +609,22 @@ class Trainer:
             stats.update(g_step(self.models, self.loss, labels, want, self.augment, t.mode_seeking))
             self.step += 1
             self.batch_in_epoch += 1
+            self.images_in_epoch += self.global_batch
             bar.update(1)
+            row = {k: float(v) for k, v in stats.items()} if want else {}
+            budget_spent = time.monotonic() > deadline or bool(t.max_steps and self.step >= t.max_steps)
+            save_due = time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60 and self.dist.is_main
+            nonfinite = not all(math.isfinite(v) for v in row.values())
+            if self.dist.enabled:  # every rank takes the same decision at the same step
+                stopping, nonfinite, save_due = distributed.any_rank(
+                    [bool(stop.reason) or budget_spent, nonfinite, save_due], self.device)
+            else:
+                stopping = bool(stop.reason) or budget_spent
+            if nonfinite:
+                bar.close()
+                self._recover(row)
+                return "retry", {}
             if want:
-                row = {k: float(v) for k, v in stats.items()}
-                if not all(math.isfinite(v) for v in row.values()):
-                    bar.close()
-                    self._recover(row)
-                    return "retry", {}
                 log.write(json.dumps({"step": self.step, "epoch": self.epoch, **row}) + "\n")
                 log.flush()
                 if self.tb is not None:
@@ -506,14 +634,15 @@ class Trainer:
                 for k, v in row.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n += 1
-            if stop.reason or time.monotonic() > deadline or (t.max_steps and self.step >= t.max_steps):
+            if stopping:
                 bar.close()
                 return "stop", {}
-            if time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60:
+            if save_due:
                 self.save()
         bar.close()
         self.epoch += 1
         self.batch_in_epoch = 0
+        self.images_in_epoch = 0
         self.order_state = self.order_gen.get_state()
         means = {k: v / max(n, 1) for k, v in sums.items()}
         if self.on_epoch is not None:
