@@ -1,0 +1,64 @@
+"""Every architecture on one data set, scored the way users care about, in one run.
+
+    python benchmarks/bench_archs.py --real data/fashion/train --test data/fashion/test \
+        --run mlp-maxout=runs/mlp-maxout --run sngan=runs/sngan --run "sngan p>=0.9=runs/sngan@0.9"
+
+For each run: export `--per-class` images (with `@P`: at export --min-confidence P), train the benchmark's
+classifier on them alone (the same recipe and budget as the real-data row) and test on the real test folder;
+label agreement and the classifier-feature Fréchet distance come from `synthaug.evaluate` against the real
+training folder. Prints one Markdown table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import synthaug
+from synthaug.benchmark import environment, load_real_and_test, load_synthetic, train_and_test
+from synthaug.train import resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--real", required=True)
+    parser.add_argument("--test", required=True)
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=RUN[@P]")
+    parser.add_argument("--per-class", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--json", default="bench_archs.json")
+    args = parser.parse_args()
+    device = resolve_device("auto")
+    recipe = synthaug.ClassifierRecipe(steps=args.steps)
+    real, test, _ = load_real_and_test(args.real, args.test, None, progress=False)
+    rows = {"real data": {**train_and_test(real.images, real.labels, test, recipe, device, False, "real")}}
+    for spec in args.run:
+        name, _, source = spec.partition("=")
+        path, _, p = source.partition("@")
+        stats: dict = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            syn = synthaug.export(path, Path(tmp) / "s.h5", per_class=args.per_class, seed=0, stats=stats,
+                                  min_confidence=float(p) if p else None, real=args.real, progress=False)
+            images, labels = load_synthetic(syn, real.class_names)
+            row = train_and_test(images, labels, test, recipe, device, False, name)
+            metrics = synthaug.evaluate(syn, args.real, progress=False)
+        cfg = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").is_file() else {}
+        rows[name] = {**row, "label_agreement": metrics["label_agreement"],
+                      "frechet_distance": metrics["frechet_distance"], "precision": metrics["precision"],
+                      "recall": metrics["recall"], "coverage": metrics["coverage"],
+                      "acceptance": stats.get("acceptance"), "run": path, "config": cfg}
+        print(f"done {name}: {100 * row['accuracy']:.2f}%", flush=True)
+    print("| training data | test accuracy | label agreement | feature FD | precision | recall | coverage |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        extra = (f"{100 * r['label_agreement']:.1f}% | {r['frechet_distance']:.2f} | {r['precision']:.2f} | "
+                 f"{r['recall']:.2f} | {r['coverage']:.2f}" if "label_agreement" in r else "— | — | — | — | —")
+        print(f"| {name} | {100 * r['accuracy']:.2f}% | {extra} |")
+    with open(args.json, "w") as f:
+        json.dump({"rows": rows, "per_class": args.per_class, "recipe": recipe.__dict__, **environment(device)}, f,
+                  indent=1)
+
+
+if __name__ == "__main__":
+    main()
