@@ -219,6 +219,11 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
     finally:
         f.close()
         bar.close()
+    _install(part, out, overwrite)
+
+
+def _install(part: Path, out: Path, overwrite: bool) -> None:
+    """Make a finished HDF5 export durable, rename it over `out` and check it against the contract."""
     with open(part, "rb+") as fh:
         os.fsync(fh.fileno())
     if out.exists() and overwrite:
@@ -267,12 +272,7 @@ def _write_hdf5_sharded(gen: ConditionalGenerator, plan: GenerationPlan, out: Pa
             merged.close()
             for s in shards:
                 s.close()
-        with open(part, "rb+") as fh:
-            os.fsync(fh.fileno())
-        if out.exists() and overwrite:
-            out.unlink()
-        os.replace(part, out)
-        validate_export(out)
+        _install(part, out, overwrite)
         for r in range(info.world_size):
             shard_path(out, r, info.world_size).unlink(missing_ok=True)
     distributed.barrier()
