@@ -27,7 +27,7 @@ def test_quickstart(digits_splits, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "a synthetic batch: (200, 1, 8, 8)" in p.stdout
     assert re.search(r"\| real \| 1400 \| \d+\.\d+% \|", p.stdout)
-    assert (tmp_path / "w" / "benchmark.json").is_file()
+    assert (tmp_path / "w" / "report" / "report.json").is_file()
 
 
 def test_train_with_synthetic(tiny_run, digits_splits, tmp_path):
@@ -37,3 +37,13 @@ def test_train_with_synthetic(tiny_run, digits_splits, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "on 1500 images (1400 real)" in p.stdout
     assert re.search(r"test accuracy on real images: \d+\.\d+%", p.stdout)
+
+
+@pytest.mark.slow
+def test_imbalanced_topup(digits_splits, tmp_path):
+    p = _run([str(EXAMPLES / "imbalanced_topup.py"), "--data", str(digits_splits), "--rare", "digit3,digit8",
+              "--keep", "0.05", "--minutes", "0.05", "--arch", "mlp", "--steps", "30", "--work", str(tmp_path / "w")],
+             tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "'digit3': 7" in p.stdout and "| imbalanced + synthetic top-up |" in p.stdout
+    assert (tmp_path / "w" / "report" / "report.md").is_file()
