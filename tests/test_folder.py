@@ -116,3 +116,62 @@ def test_digits_decode_exactly(digits_dir):
     data = load_image_folder(digits_dir, progress=False)
     assert data.images.shape == (1797, 1, 8, 8)
     assert np.bincount(data.labels.numpy()).tolist() == np.bincount(load_digits().target).tolist()
+
+
+def test_modes_are_converted_faithfully(tmp_path):
+    """16-bit, palette with transparency, CMYK and EXIF-rotated files decode to the pixels a user expects."""
+    from PIL import Image as PILImage
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sixteen = PILImage.fromarray(np.full((8, 8), 32896, dtype=np.uint16))  # 32896 / 257 = 128
+    sixteen.save(tmp_path / "a" / "sixteen.png")
+    pal = PILImage.new("P", (8, 8), 0)
+    pal.putpalette([0, 0, 0] * 256)
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "a" / "transparent.png", transparency=0)  # fully transparent -> white background
+    PILImage.new("CMYK", (8, 8), (0, 0, 0, 255)).save(tmp_path / "b" / "cmyk.jpg")  # full black ink
+    tall = PILImage.new("L", (8, 16), 0)
+    tall.paste(255, (0, 0, 8, 8))  # top half white
+    exif = tall.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the displayed image is 16 wide, 8 tall
+    tall.save(tmp_path / "b" / "rotated.jpg", exif=exif, quality=100)
+    data = load_image_folder(tmp_path, resolution=8, channels=1, progress=False)
+    by_name = dict(zip(sorted(["a/sixteen.png", "a/transparent.png", "b/cmyk.jpg", "b/rotated.jpg"]),
+                       data.images[:, 0]))
+    assert int(by_name["a/sixteen.png"].float().mean().round()) == 128
+    assert int(by_name["a/transparent.png"].float().mean()) == 255
+    assert int(by_name["b/cmyk.jpg"].float().mean()) < 20
+    rotated = by_name["b/rotated.jpg"].float()
+    # after EXIF rotation the white half is on the right; centre-cropped to 8x8 the right half stays brighter
+    assert rotated[:, 5:].mean() > rotated[:, :3].mean() + 100
+
+
+def test_symlink_loops_hidden_files_odd_names_and_one_image_classes(tmp_path):
+    _img(tmp_path / "a" / "one.png")  # a class with one image is fine
+    _img(tmp_path / "b" / "x.png", value=10)
+    os.symlink(tmp_path / "b", tmp_path / "b" / "loop")  # a symlink loop is walked once
+    _img(tmp_path / "b" / ".hidden.png")
+    odd = os.fsencode(str(tmp_path / "b")) + b"/caf\xe9-latin1.png"  # not valid UTF-8
+    with open(odd, "wb") as f:
+        f.write((tmp_path / "b" / "x.png").read_bytes())
+    data = load_image_folder(tmp_path, progress=False)
+    assert np.bincount(data.labels.numpy()).tolist() == [1, 2]
+    assert len(scan_folder(tmp_path).paths) == 3
+
+
+def test_many_files_scan_quickly_and_show_progress(tmp_path, capsys):
+    """10,000 files in two classes: every one is found and the decode shows a progress bar."""
+    png = tmp_path / "seed.png"
+    _img(png, size=(8, 8))
+    raw = png.read_bytes()
+    for c in "ab":
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(5000):
+            (tmp_path / "data" / c / f"{i:05d}.png").write_bytes(raw)
+    index = scan_folder(tmp_path / "data")
+    assert len(index.paths) == 10000
+    data = load_image_folder(tmp_path / "data", progress=True)
+    assert len(data) == 10000
+    err = capsys.readouterr().err
+    assert "scanning:" in err and "/10000" in err

@@ -175,8 +175,11 @@ def _decode_one(path: str, resolution: int, channels: int) -> np.ndarray | str:
                 background = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(background, im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit pixels span 0..65535: divide by 257 so 65535 -> 255 (brightness stays comparable
+                # across images, unlike a per-image stretch); 32-bit ints already in 0..255 stay as they are.
                 arr = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray((arr / max(arr.max(), 1.0) * 255).astype(np.uint8))
+                scale = 257.0 if (im.mode != "I" or arr.max() > 255) else 1.0
+                im = Image.fromarray(np.clip(np.round(arr / scale), 0, 255).astype(np.uint8))
             im = im.convert("L" if channels == 1 else "RGB")
             im = ImageOps.fit(im, (resolution, resolution), Image.Resampling.BICUBIC) if im.size != (
                 resolution, resolution) else im
