@@ -19,6 +19,9 @@ class FriendlyGroup(click.Group):
             return super().invoke(ctx)
         except SynthaugError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a full disk, a file size limit, an unwritable folder: one line, nothing replaced
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or str(exc).splitlines()[0]}") from None
         except KeyboardInterrupt:
             click.echo("interrupted; nothing complete was overwritten (re-run with --resume to continue)", err=True)
             sys.exit(130)

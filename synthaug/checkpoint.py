@@ -17,8 +17,12 @@ GENERATOR_FILE = "generator.pt"  # the sampling weights only (EMA when used) plu
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
     """torch.save to a temporary file, fsync, rename: a crash never leaves a torn checkpoint."""
-    with atomic_path(path, ".pt") as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(path, ".pt") as tmp:
+            torch.save(obj, tmp)
+    except RuntimeError as exc:  # torch's zip writer reports a failed write (full disk, size limit) this way
+        raise CheckpointError(f"{path}: could not be written ({str(exc).splitlines()[0][:120]}; is the disk "
+                              f"full?); the previous file is intact") from None
 
 
 def load_safe(path: str | Path) -> dict[str, Any]:

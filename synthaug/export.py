@@ -201,6 +201,7 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
     else:
         f = create_export(part, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
                           compression)
+    _reserve_space(f, part, plan, gen.image_shape, out)
     bar = tqdm(total=plan.total, initial=plan.chunk_bounds(start)[0] if start < plan.num_chunks else plan.total,
                desc=f"export {out.name}", unit="img", disable=not progress)
 
@@ -216,10 +217,49 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
     try:
         _pipelined(iter_generated(gen, plan, batch_size, start_chunk=start, sample_filter=sample_filter), write)
         finish_export(f, provenance)
-    finally:
-        f.close()
+    except (OSError, RuntimeError) as exc:  # the disk filled up after all: drop the broken handle, say so in one line
         bar.close()
+        _abandon(f)
+        raise SynthaugError(f"{part}: could not be written ({str(exc).splitlines()[0][:160]}); {out} is "
+                            f"untouched; free some space and export again") from None
+    f.close()
+    bar.close()
     _install(part, out, overwrite)
+
+
+def _reserve_space(f: h5py.File, part: Path, plan: GenerationPlan, image_shape: tuple[int, ...], out: Path) -> None:
+    """Reserve the whole export's bytes on disk before generating anything, so a disk that is too small (or a file
+    size limit) fails at once, cleanly, instead of in the middle of HDF5's writes."""
+    need = plan.total * (int(np.prod(image_shape)) + 8) + (1 << 20)
+    fd = os.open(part, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, need)
+    except OSError as exc:
+        f.close()
+        part.unlink(missing_ok=True)
+        raise SynthaugError(f"{part.parent.resolve()}: not enough space for this export ({need / 2**20:.0f} MiB needed: "
+                            f"{exc.strerror}); {out} is untouched") from None
+    except AttributeError:  # no posix_fallocate on this platform: find out while writing
+        pass
+    finally:
+        os.close(fd)
+
+
+def _abandon(f: h5py.File) -> None:
+    """Close an HDF5 file whose writes failed; HDF5's own complaints while it lets go are not news to the user."""
+    import sys
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda *_: None
+    try:
+        f.close()
+    except (OSError, RuntimeError):
+        pass
+    finally:
+        import gc
+
+        gc.collect()
+        sys.unraisablehook = hook
 
 
 def _install(part: Path, out: Path, overwrite: bool) -> None:

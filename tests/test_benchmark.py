@@ -1,21 +1,81 @@
-"""The downstream benchmark on real digits with tiny budgets: schema and sane numbers."""
+"""The downstream benchmark and its protocols on real digits with tiny budgets: schema, files, sane numbers."""
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+from PIL import Image
+
 import synthaug
-from synthaug.benchmark import format_table
+from synthaug import protocols
+from synthaug.benchmark import LOGREG, format_table, stratified_indices
+from synthaug.report import imbalance_table, low_data_table, write_protocol_report
+
+TINY = synthaug.ClassifierRecipe(steps=60, batch_size=64)
+TINY_FIT = {"arch": "mlp", "max_steps": 30, "epochs": 1000, "batch_size": 32}
 
 
-def test_benchmark_report(tiny_run, digits_splits, tmp_path):
-    syn = synthaug.export(tiny_run, tmp_path / "s.h5", per_class=20, progress=False)
-    recipe = synthaug.ClassifierRecipe(steps=60, batch_size=64)
-    report = synthaug.benchmark(digits_splits / "train", None, syn, recipe=recipe, ratios=(0.5,),
-                                out=tmp_path / "b.json", progress=False)
-    assert set(report["results"]) == {"real", "synthetic", "mixed x0.5"}
+def test_benchmark_report_folder(tiny_run, digits_splits, tmp_path):
+    syn = synthaug.export(tiny_run, tmp_path / "s.h5", per_class=30, progress=False)
+    report = synthaug.benchmark(digits_splits / "train", None, syn, recipe=TINY, ratios=(0.5, 1.0), seeds=2,
+                                logreg=True, out=tmp_path / "rep", progress=False)
+    assert set(report["results"]) == {"real", "synthetic", "mixed x0.5", "mixed x1", LOGREG}
     real = report["results"]["real"]
-    assert real["train_images"] == 1400 and report["results"]["mixed x0.5"]["train_images"] == 1600
-    assert real["accuracy"] > 0.5  # 60 steps on real digits already beat chance by far
-    assert len(real["per_class_recall"]) == 10 and len(real["confusion"]) == 10
-    assert json.loads((tmp_path / "b.json").read_text())["results"]["real"]["accuracy"] == real["accuracy"]
+    assert real["train_images"] == 1400 and report["results"]["mixed x0.5"]["train_images"] == 1700
+    assert report["results"]["mixed x1"]["train_images"] == 1700  # only 300 synthetic images exist
+    assert real["accuracy"] > 0.5 and report["results"][LOGREG]["accuracy"] > 0.85  # both far above chance
+    assert real["seeds"] == 2 and [r["seed"] for r in real["runs"]] == [0, 1] and real["accuracy_std"] >= 0
+    assert real["accuracy"] == pytest.approx(np.mean([r["accuracy"] for r in real["runs"]]))
+    assert len(real["per_class_recall"]) == 10 and np.array(real["confusion"]).sum() == 2 * 397
+    saved = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert saved["results"]["real"]["accuracy"] == real["accuracy"] and saved["seeds"] == [0, 1]
+    assert {"torch_version", "synthaug_version", "python", "recipe"} <= set(saved)
+    for png in ("accuracy_vs_ratio.png", "per_class_recall.png", "confusion.png", "samples.png"):
+        with Image.open(tmp_path / "rep" / png) as im:
+            assert im.format == "PNG" and im.width > 200, png
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| real | 1400 |" in md and "±" in md and "![samples.png](samples.png)" in md
     assert "| real | 1400 |" in format_table(report)
+
+
+def test_stratified_fraction_keeps_every_class():
+    labels = np.repeat(np.arange(3), [100, 10, 1])
+    idx = stratified_indices(labels, 0.1, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [10, 1, 1]
+    assert (stratified_indices(labels, 0.1, seed=0) == idx).all()
+
+
+@pytest.mark.slow
+def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
+    report = protocols.low_data(digits_splits / "train", None, [0.1, 1.0], tmp_path / "work", fit_settings=TINY_FIT,
+                                ratios=(1.0,), recipe=TINY, min_per_class=20, progress=False)
+    small = report["rows"]["0.1"]
+    assert small["real_images"] == 140 and set(small["results"]) == {"real", "synthetic", "mixed x1"}
+    subset = tmp_path / "work" / "real-0.1"
+    assert sum(1 for _ in subset.rglob("*.png")) == 140 and next(subset.rglob("*.png")).is_symlink()
+    cfg = json.loads((tmp_path / "work" / "gan-0.1" / "run" / "config.json").read_text())
+    assert cfg["data"]["num_images"] == 140  # the generator saw the fraction, nothing more
+    assert report["rows"]["1"]["real_images"] == 1400
+    write_protocol_report(report, tmp_path / "rep")
+    assert "| 0.1 | 140 |" in low_data_table(report) and (tmp_path / "rep" / "report.md").is_file()
+    again = protocols.low_data(digits_splits / "train", None, [0.1], tmp_path / "work", fit_settings=TINY_FIT,
+                               ratios=(1.0,), recipe=TINY, min_per_class=20, progress=False)
+    assert again["rows"]["0.1"]["results"]["real"]["accuracy"] == small["results"]["real"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_imbalance_protocol_tops_up_the_rare_classes(digits_splits, tmp_path):
+    report = protocols.imbalance(digits_splits / "train", None, ["digit3", "digit8"], tmp_path / "work",
+                                 keep_fraction=0.05, fit_settings=TINY_FIT, recipe=TINY, progress=False)
+    assert report["class_counts"][3] == 7 and report["class_counts"][8] == 7 and report["class_counts"][0] == 140
+    assert set(report["results"]) == {"imbalanced real", "imbalanced + class-weighted loss",
+                                      "imbalanced + synthetic top-up"}
+    top = report["results"]["imbalanced + synthetic top-up"]
+    assert top["train_images"] == 1400  # every class topped up to 140
+    assert all(0 <= r["rare_recall"] <= 1 for r in report["results"].values())
+    write_protocol_report(report, tmp_path / "rep")
+    assert "recall digit3" in imbalance_table(report)
+    assert (tmp_path / "rep" / "per_class_recall.png").is_file()
+    with pytest.raises(synthaug.SynthaugError, match="no class"):
+        protocols.imbalance(digits_splits / "train", None, ["cat"], tmp_path / "w2", progress=False)

@@ -24,10 +24,11 @@ def test_fit_export_inspect_benchmark(digits_splits, tmp_path):
     assert r.exit_code == 0 and "wrote 50 images" in r.output, r.output
     r = runner.invoke(cli, ["inspect", str(out)])
     assert json.loads(r.output)["images"] == 50
-    r = runner.invoke(cli, ["benchmark", "--synthetic", str(out), "--steps", "5", "--out", str(tmp_path / "b.json"),
-                            "--quiet"])
+    r = runner.invoke(cli, ["benchmark", "--synthetic", str(out), "--steps", "5", "--ratios", "0.02",
+                            "--out", str(tmp_path / "rep"), "--quiet"])
     assert r.exit_code == 0, r.output
-    assert "| synthetic | 50 |" in r.output  # --real and --test found from the export's run
+    assert "| synthetic | 50 |" in r.output and "| mixed x0.02 | 1428 |" in r.output  # --real/--test from the run
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["results"]["synthetic"]["train_images"] == 50
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):

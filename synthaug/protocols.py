@@ -1,0 +1,149 @@
+"""Benchmark protocols for the questions users ask: little real data, and rare classes.
+
+Each protocol builds its training folders as symlink trees over the real folder (nothing is copied), fits a
+generator on exactly the data the classifier may see (never on images it must not), exports, and runs the
+benchmark. Runs and exports are kept in `work` and reused when present, so a stopped protocol picks up again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthaug.benchmark import (environment, load_real_and_test, load_synthetic, stratified_indices, summarise,
+                                train_and_test)
+from synthaug.classify import ClassifierRecipe
+from synthaug.data.folder import scan_folder
+from synthaug.errors import DataError
+
+
+def subset_folder(real_dir: str | Path, out: str | Path, keep: np.ndarray) -> Path:
+    """`out/<class>/<file>` symlinks to the images of `real_dir` at index positions `keep` (scan order)."""
+    index = scan_folder(real_dir)
+    out = Path(out)
+    marker = out / ".synthaug-subset.npy"
+    if marker.is_file() and np.array_equal(np.load(marker), keep):
+        return out
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out}: exists and holds another subset; remove it or choose another work folder")
+    for name in index.class_names:
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for i in keep:
+        src = index.root / index.paths[i]
+        dst = out / index.class_names[index.labels[i]] / src.name
+        if not dst.exists():
+            os.symlink(src.resolve(), dst)
+    np.save(marker, keep)
+    return out
+
+
+def _fit_and_export(folder: Path, work: Path, fit_settings: dict[str, Any], per_class: int | None,
+                    balance: bool, progress: bool) -> Path:
+    """Fit a generator on `folder` (or reuse a finished one) and export from it (or reuse the export)."""
+    import synthaug
+
+    run = work / "run"
+    if not (run / "generator.pt").is_file() or not (run / ".done").is_file():
+        synthaug.fit(folder, run, resume=(run / "checkpoint.pt").is_file(), progress=progress, **fit_settings)
+        (run / ".done").touch()
+    syn = work / "synthetic.h5"
+    if not syn.is_file():
+        synthaug.export(run, syn, per_class=per_class, balance_to=folder if balance else None,
+                        resume=True, progress=progress)
+    return syn
+
+
+def low_data(real_dir: str | Path, test_dir: str | Path | None, fractions: Sequence[float], work: str | Path, *,
+             fit_settings: dict[str, Any] | None = None, synthetic_full: str | Path | None = None,
+             ratios: Sequence[float] = (1.0,), seeds: int = 1, recipe: ClassifierRecipe | None = None,
+             min_per_class: int = 1000, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """For each fraction of the real training folder: a generator fitted on that fraction only, and the
+    classifier trained on real, synthetic and real+synthetic at `ratios`, tested on the real test folder.
+
+    `synthetic_full` (an export of a generator trained on all of `real_dir`) is used for fraction 1 when given.
+    """
+    import synthaug
+
+    work = Path(work)
+    index = scan_folder(real_dir)
+    labels = np.asarray(index.labels)
+    rows = {}
+    for f in fractions:
+        keep = stratified_indices(labels, f, seed=0)
+        folder = real_dir if f == 1.0 else subset_folder(real_dir, work / f"real-{f:g}", keep)
+        per_class = max(min_per_class, int(np.ceil(max(ratios) * len(keep) / len(index.class_names))))
+        if f == 1.0 and synthetic_full is not None:
+            syn = Path(synthetic_full)
+        else:
+            syn = _fit_and_export(Path(folder), work / f"gan-{f:g}", fit_settings or {}, per_class, False, progress)
+        report = synthaug.benchmark(folder, test_dir or _test_of(real_dir), syn, recipe=recipe,
+                                    ratios=tuple(ratios), seeds=seeds, device=device, progress=progress)
+        rows[f"{f:g}"] = {"fraction": f, "real_images": int(len(keep)), "synthetic": str(syn),
+                          "results": report["results"]}
+    return {"protocol": "low_data", "real": str(real_dir), "fractions": list(fractions), "ratios": list(ratios),
+            "rows": rows, "class_names": list(index.class_names), "fit_settings": fit_settings or {},
+            "recipe": dataclasses.asdict(recipe or ClassifierRecipe()), **environment(torch.device("cpu"))}
+
+
+def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[str], work: str | Path, *,
+              keep_fraction: float = 0.01, fit_settings: dict[str, Any] | None = None, seeds: int = 1,
+              recipe: ClassifierRecipe | None = None, device: str = "auto",
+              progress: bool = True) -> dict[str, Any]:
+    """Make `rare` classes keep only `keep_fraction` of their images, then compare per-class recall of:
+    the imbalanced real set; the same with a class-weighted loss; and the same topped up with synthetic images
+    (`export --balance-to`) from a generator fitted on the imbalanced set alone.
+    """
+    from synthaug.train import resolve_device
+
+    recipe = recipe or ClassifierRecipe()
+    work = Path(work)
+    index = scan_folder(real_dir)
+    unknown = [c for c in rare if c not in index.class_names]
+    if unknown:
+        raise DataError(f"{real_dir}: no class(es) {unknown}; it has {list(index.class_names)}")
+    labels = np.asarray(index.labels)
+    rare_ids = [index.class_names.index(c) for c in rare]
+    keep = []
+    for c in range(len(index.class_names)):
+        members = np.flatnonzero(labels == c)
+        if c in rare_ids:  # a seeded random keep_fraction of the class (at least one image)
+            members = members[stratified_indices(np.zeros(len(members), dtype=np.int64), keep_fraction, 0)]
+        keep.append(members)
+    keep = np.concatenate(keep)
+    folder = subset_folder(real_dir, work / "real-imbalanced", np.sort(keep))
+    syn = _fit_and_export(folder, work / "gan-imbalanced", fit_settings or {}, None, True, progress)
+    real, test, test_dir = load_real_and_test(folder, test_dir or _test_of(real_dir), None, progress)
+    syn_images, syn_labels = load_synthetic(syn, real.class_names)
+    counts = torch.bincount(real.labels, minlength=len(real.class_names)).float()
+    weights = counts.sum() / (len(counts) * counts.clamp(min=1))  # inverse frequency, mean 1 over a balanced set
+    dev = resolve_device(device)
+    sets = {"imbalanced real": (real.images, real.labels, None),
+            "imbalanced + class-weighted loss": (real.images, real.labels, weights),
+            "imbalanced + synthetic top-up": (torch.cat([real.images, syn_images]),
+                                              torch.cat([real.labels, syn_labels]), None)}
+    results = {}
+    for name, (images, y, w) in sets.items():
+        runs = [train_and_test(images, y, test, dataclasses.replace(recipe, seed=recipe.seed + s), dev, progress,
+                               f"{name} (seed {recipe.seed + s})", class_weights=w) for s in range(seeds)]
+        results[name] = summarise(runs)
+        results[name]["rare_recall"] = float(np.mean([results[name]["per_class_recall"][c] for c in rare_ids]))
+    return {"protocol": "imbalance", "real": str(real_dir), "test": str(test_dir), "rare": list(rare),
+            "keep_fraction": keep_fraction, "class_counts": counts.int().tolist(), "results": results,
+            "class_names": list(real.class_names), "synthetic": str(syn), "fit_settings": fit_settings or {},
+            "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
+            **environment(dev)}
+
+
+def _test_of(real_dir: str | Path) -> Path:
+    """The test/ split beside a real training folder."""
+    from synthaug.data.folder import find_split
+
+    test = find_split(real_dir, "test")
+    if test is None:
+        raise DataError(f"{real_dir}: no test/ split found beside it; pass --test DIR")
+    return test

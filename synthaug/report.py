@@ -1,0 +1,104 @@
+"""Benchmark report folders: every number as JSON, a Markdown summary and PNG plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthaug import plots
+from synthaug.fsutil import atomic_write_text
+
+
+def default_report_dir(real_dir: str | Path, reports: str | Path = "reports") -> Path:
+    """reports/<data name>-<UTC time>, naming a split folder (train/...) by its parent."""
+    import datetime as _dt
+
+    from synthaug.data.folder import SPLIT_NAMES
+
+    path = Path(real_dir).resolve()
+    name = path.parent.name if path.name in SPLIT_NAMES else path.name
+    return Path(reports) / f"{name}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def recall_table(report: dict[str, Any], classes: list[str] | None = None) -> str:
+    """Markdown: per-class recall (%) of each condition, for `classes` (default: all)."""
+    names = report["class_names"]
+    chosen = classes or names
+    lines = ["| training data | " + " | ".join(chosen) + " | mean |", "|---|" + "---:|" * (len(chosen) + 1)]
+    for cond, r in report["results"].items():
+        vals = [100 * r["per_class_recall"][names.index(c)] for c in chosen]
+        lines.append(f"| {cond} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {np.mean(vals):.1f} |")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], folder: str | Path, synthetic: str | Path | None = None,
+                 title: str = "synthaug benchmark") -> Path:
+    """Write report.json, report.md and the plots (accuracy vs ratio, per-class recall, confusion, samples)."""
+    from synthaug.benchmark import format_table
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "report.json", json.dumps(report, indent=1))
+    results, names = report["results"], report["class_names"]
+    plots.accuracy_vs_ratio(results, report.get("ratios", []), folder / "accuracy_vs_ratio.png")
+    plots.per_class_recall(results, names, folder / "per_class_recall.png")
+    plots.confusion_matrices(results, names, folder / "confusion.png")
+    figures = ["accuracy_vs_ratio.png", "per_class_recall.png", "confusion.png"]
+    if synthetic is not None:
+        from synthaug.benchmark import load_synthetic
+
+        images, labels = load_synthetic(synthetic, tuple(names))
+        first = np.concatenate([np.flatnonzero(labels.numpy() == c)[:10] for c in range(len(names))])
+        plots.class_sample_grid(images[first].numpy(), labels[first].numpy(), names, folder / "samples.png")
+        figures.append("samples.png")
+    md = [f"# {title}", "", f"Real training data: `{report['real']}` (fraction {report.get('real_fraction', 1)}); "
+          f"test: `{report['test']}`; synthetic: `{report.get('synthetic')}`.",
+          f"Classifier recipe: `{json.dumps(report['recipe'])}`; seeds {report.get('seeds')}.", "",
+          format_table(report), "", "## Per-class recall (%)", "", recall_table(report), ""]
+    md += [f"![{f}]({f})" for f in figures]
+    atomic_write_text(folder / "report.md", "\n".join(md) + "\n")
+    return folder
+
+
+def low_data_table(report: dict[str, Any]) -> str:
+    """Markdown: one row per real fraction, accuracy (mean ± std) of each condition."""
+    conds = list(next(iter(report["rows"].values()))["results"])
+    lines = ["| real fraction | real images | " + " | ".join(conds) + " |", "|---:|---:|" + "---:|" * len(conds)]
+    for row in report["rows"].values():
+        cells = [f"{100 * row['results'][c]['accuracy']:.2f} ± {100 * row['results'][c]['accuracy_std']:.2f}"
+                 for c in conds]
+        lines.append(f"| {row['fraction']:g} | {row['real_images']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def imbalance_table(report: dict[str, Any]) -> str:
+    """Markdown: accuracy and recall of the rare classes under each imbalance condition."""
+    names, rare = report["class_names"], report["rare"]
+    lines = ["| training data | accuracy | " + " | ".join(f"recall {c}" for c in rare) + " | mean rare recall |",
+             "|---|---:|" + "---:|" * (len(rare) + 1)]
+    for cond, r in report["results"].items():
+        cells = [f"{100 * r['per_class_recall'][names.index(c)]:.1f}" for c in rare]
+        lines.append(f"| {cond} | {100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f} | "
+                     + " | ".join(cells) + f" | {100 * r['rare_recall']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_protocol_report(report: dict[str, Any], folder: str | Path) -> Path:
+    """report.json and report.md (and, for the imbalance protocol, recall and confusion plots)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "report.json", json.dumps(report, indent=1))
+    if report["protocol"] == "low_data":
+        md = ["# synthaug low-data benchmark", "", f"Real: `{report['real']}`; generator fitted on each fraction "
+              f"alone ({json.dumps(report['fit_settings'])}).", "", low_data_table(report)]
+    else:
+        plots.per_class_recall(report["results"], report["class_names"], folder / "per_class_recall.png")
+        plots.confusion_matrices(report["results"], report["class_names"], folder / "confusion.png")
+        md = ["# synthaug imbalance benchmark", "", f"Rare classes {report['rare']} keep "
+              f"{100 * report['keep_fraction']:g}% of their images (counts {report['class_counts']}); the generator "
+              f"is fitted on the imbalanced set alone.", "", imbalance_table(report), "",
+              "![per-class recall](per_class_recall.png)", "![confusion](confusion.png)"]
+    atomic_write_text(folder / "report.md", "\n".join(md) + "\n")
+    return folder
