@@ -9,6 +9,7 @@ import queue
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -191,8 +192,14 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
     """Fill a preallocated HDF5 file window by window, recording progress, then rename it into place."""
     part = partial_path(out)
     start = 0
+    f = None
     if resume and part.is_file():
-        f = h5py.File(part, "r+")
+        try:
+            f = h5py.File(part, "r+")
+        except OSError:  # killed before its first flush: nothing in it can be trusted, so start over
+            warnings.warn(f"{part}: unreadable (interrupted before anything was saved); starting over", stacklevel=2)
+            part.unlink()
+    if f is not None:
         if f.attrs.get(PLAN_ATTR) != key:
             f.close()
             raise SynthaugError(f"{part}: was started with other settings (seed, counts or checkpoint); "
@@ -201,7 +208,8 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
     else:
         f = create_export(part, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
                           compression)
-    _reserve_space(f, part, plan, gen.image_shape, out)
+        _reserve_space(f, part, plan, gen.image_shape, out)
+        f.flush()  # a valid (empty) export from the start, so a kill at any moment leaves something to resume
     bar = tqdm(total=plan.total, initial=plan.chunk_bounds(start)[0] if start < plan.num_chunks else plan.total,
                desc=f"export {out.name}", unit="img", disable=not progress)
 
