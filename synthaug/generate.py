@@ -1,6 +1,7 @@
 """The one generation engine: deterministic plans, large batches, uint8 on the device, pinned async copies."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -209,10 +210,21 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
 
 def _forward_uint8(gen: ConditionalGenerator, z: torch.Tensor, y: torch.Tensor, batch_size: int,
                    device: torch.device) -> torch.Tensor:
-    """Generate in batches and quantise on the device; returns uint8 (N, C, H, W) on the device."""
-    pieces = [to_uint8(gen(z[i:i + batch_size].to(device, non_blocking=True),
-                           y[i:i + batch_size].to(device, non_blocking=True)))
-              for i in range(0, z.shape[0], batch_size)]
+    """Generate in batches and quantise on the device; returns uint8 (N, C, H, W) on the device.
+
+    A batch that runs the GPU out of memory is retried in halves (the output does not depend on the batch size).
+    """
+    pieces = []
+    for i in range(0, z.shape[0], batch_size):
+        zb, yb = z[i:i + batch_size], y[i:i + batch_size]
+        try:
+            pieces.append(to_uint8(gen(zb.to(device, non_blocking=True), yb.to(device, non_blocking=True))))
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            torch.cuda.empty_cache()
+            warnings.warn(f"out of GPU memory at batch {batch_size}; retrying with {batch_size // 2}", stacklevel=2)
+            pieces.append(_forward_uint8(gen, zb, yb, batch_size // 2, device))
     return torch.cat(pieces)
 
 
