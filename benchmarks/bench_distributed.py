@@ -60,10 +60,11 @@ def main() -> None:
             rows.append({"procs": procs, "threads_per_proc": threads, "train_images_per_s": train_rate,
                          "export_seconds": export_s})
         base = rows[0]
-        print(f"| processes | threads each | training images/s | scaling efficiency | export time ÷ 1 process |")
+        print("| processes | threads each | training images/s | scaling efficiency | export time ÷ 1 process |")
         print("|---:|---:|---:|---:|---:|")
         for r in rows:
-            r["scaling_efficiency"] = r["train_images_per_s"] / (r["procs"] / base["procs"] * base["train_images_per_s"])
+            ideal = r["procs"] / base["procs"] * base["train_images_per_s"]
+            r["scaling_efficiency"] = r["train_images_per_s"] / ideal
             r["export_time_ratio"] = r["export_seconds"] / base["export_seconds"]
             print(f"| {r['procs']} | {r['threads_per_proc']} | {r['train_images_per_s']:.0f} | "
                   f"{r['scaling_efficiency']:.2f} | {r['export_time_ratio']:.2f} |")

@@ -24,7 +24,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import synthaug
 from synthaug.config import ModelConfig
-from synthaug.generate import generate
 from synthaug.models import build_models
 
 

@@ -38,10 +38,11 @@ def main() -> None:
     synth = synthaug.export(run, args.work / "synth.h5", per_class=args.per_class, seed=0, overwrite=True)
     loader = DataLoader(synthaug.SyntheticDataset(synth), batch_size=256, shuffle=True, num_workers=2)
     images, labels = next(iter(loader))
-    print(f"a synthetic batch: {tuple(images.shape)} in [{images.min():.2f}, {images.max():.2f}], labels {labels[:8].tolist()}")
+    print(f"a synthetic batch: {tuple(images.shape)} in [{images.min():.2f}, {images.max():.2f}], "
+          f"labels {labels[:8].tolist()}")
 
     report = synthaug.benchmark(data, None, synth, recipe=synthaug.ClassifierRecipe(steps=args.steps),
-                                out=args.work / "benchmark.json")
+                                ratios=(0.5, 1.0), out=args.work / "report")
     print(format_table(report))
 
 

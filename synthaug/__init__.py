@@ -3,6 +3,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from synthaug import protocols
 from synthaug.benchmark import benchmark
 from synthaug.checkpoint import latest_run
 from synthaug.classify import ClassifierRecipe, list_classifiers
@@ -11,12 +12,11 @@ from synthaug.data.folder import load_image_folder
 from synthaug.errors import SynthaugError
 from synthaug.export import export
 from synthaug.generate import generate, load_generator
+from synthaug.metrics import evaluate, select_best_epoch
+from synthaug.models import DEFAULT_ARCH
 from synthaug.pretrained import list_pretrained, pretrained_path
 from synthaug.train import fit
-from synthaug.metrics import evaluate
-from synthaug.models import DEFAULT_ARCH
 
-
-__all__ = ["ClassifierRecipe", "GeneratedDataset", "SynthaugError", "SyntheticDataset", "benchmark", "evaluate", "export", "fit", "generate",
-           "latest_run", "list_classifiers", "list_pretrained", "load_generator", "load_image_folder", "mix",
-           "pretrained_path"]
+__all__ = ["DEFAULT_ARCH", "ClassifierRecipe", "GeneratedDataset", "SynthaugError", "SyntheticDataset", "benchmark",
+           "evaluate", "export", "fit", "generate", "latest_run", "list_classifiers", "list_pretrained",
+           "load_generator", "load_image_folder", "mix", "pretrained_path", "protocols", "select_best_epoch"]

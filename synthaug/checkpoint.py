@@ -64,7 +64,8 @@ def generator_file(run_or_checkpoint: str | Path) -> Path:
     if path.is_dir():
         path = path / GENERATOR_FILE
         if not path.is_file():
-            raise CheckpointError(f"{path.parent}: run folder has no {GENERATOR_FILE} (did training save a checkpoint?)")
+            raise CheckpointError(f"{path.parent}: run folder has no {GENERATOR_FILE} "
+                                  f"(did training save a checkpoint?)")
     elif not path.exists():
         raise CheckpointError(f"{path}: no such run folder or checkpoint")
     return path

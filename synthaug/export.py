@@ -245,7 +245,8 @@ def _reserve_space(f: h5py.File, part: Path, plan: GenerationPlan, image_shape: 
     except OSError as exc:
         f.close()
         part.unlink(missing_ok=True)
-        raise SynthaugError(f"{part.parent.resolve()}: not enough space for this export ({need / 2**20:.0f} MiB needed: "
+        raise SynthaugError(f"{part.parent.resolve()}: not enough space for this export "
+                            f"({need / 2**20:.0f} MiB needed: "
                             f"{exc.strerror}); {out} is untouched") from None
     except AttributeError:  # no posix_fallocate on this platform: find out while writing
         pass

@@ -25,7 +25,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     w, v = np.linalg.eigh(cov_a)
     sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     mid = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(np.clip(mid, 0, None)).sum())
+    trace_sqrt = np.sqrt(np.clip(mid, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
 
 
 def _kth_radius(x: np.ndarray, k: int) -> np.ndarray:

@@ -1,7 +1,6 @@
 """The training loop: tensors in memory, small d_step/g_step functions, EMA, atomic checkpoints, clean stops."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math

@@ -1,7 +1,6 @@
 """A real Fashion-MNIST smoke run through the command line (when Debian's dataset-fashion-mnist is installed)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import h5py
 import numpy as np
