@@ -9,5 +9,5 @@ start=$(date +%s)
 run=runs/demo-$(date +%Y%m%d-%H%M%S)
 synthaug fit data/fashion --out "$run" --minutes "${DEMO_MINUTES:-7}" --quiet
 synthaug export --run "$run" --per-class 6000 --out demo-synth.h5 --overwrite --quiet
-synthaug benchmark --synthetic demo-synth.h5 --out demo-benchmark.json --quiet
+synthaug benchmark --synthetic demo-synth.h5 --ratios 1 --no-logreg --out reports/demo --quiet
 echo "demo took $(( $(date +%s) - start )) s (after set-up)"
