@@ -371,6 +371,7 @@ class Trainer:
         self.models = build_training(cfg.model, cfg.train, self.device)
         self.models.g.class_names = data.class_names
         self.loss = get_loss(cfg.train.loss)
+        self.loss_name = cfg.train.loss
         images = data.images
         if self.device.type == "cuda":
             images = images.pin_memory()
@@ -527,6 +528,11 @@ class Trainer:
         if collapsed:
             warnings.warn(f"epoch {self.epoch}: samples of {collapsed} barely differ (diversity < "
                           f"{COLLAPSE_DIVERSITY}); the generator may be collapsing", stacklevel=2)
+        if self.loss_name in ("bce", "hinge") and means.get("d_fake", 0.0) < -6.0 and \
+                means.get("d_real", 0.0) - means.get("d_fake", 0.0) > 8.0:
+            warnings.warn(f"epoch {self.epoch}: the discriminator wins outright (mean D(real) {means['d_real']:.1f}, "
+                          f"D(fake) {means['d_fake']:.1f}): the generator's gradients vanish; lower --lr-d, add "
+                          f"--augment, or try --loss hinge", stacklevel=2)
         row = {"epoch": self.epoch, "step": self.step, **means, "diversity_per_class": diversity}
         with open(self.out / "epochs.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

@@ -99,3 +99,10 @@ def test_select_best_scores_on_a_held_out_split(digits_dir, tmp_path):
     assert result["best"] == best
     assert (run / "generator.pt").read_bytes() == (run / "generators" / best).read_bytes()
     assert (run / "generator-last.pt").is_file()
+
+
+def test_a_discriminator_that_wins_outright_is_reported(digits_dir, tmp_path):
+    """A frozen generator (lr_g = 0) lets D reject every fake with near certainty: the run says so."""
+    with pytest.warns(UserWarning, match="discriminator wins outright"):
+        synthaug.fit(digits_dir, tmp_path / "dom", arch="mlp", epochs=3, batch_size=16, lr_g=0.0, sample_every=1,
+                     progress=False)
