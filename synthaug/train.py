@@ -387,6 +387,7 @@ class Trainer:
         self.step = 0
         self.order_state = self.order_gen.get_state()
         self.lr_halved = False
+        self.halves = False  # set once the GPU runs out of memory: batches then train as two halves
         self.augment = parse_policy(cfg.train.augment)
         self.tb = tensorboard_writer(out) if self.dist.is_main else None
         if cfg.train.channels_last:
@@ -608,10 +609,10 @@ class Trainer:
         n = 0
         for real, labels in self.batches():
             want = self.step % LOG_EVERY == 0
-            stats = {}
-            for _ in range(t.d_steps):
-                stats.update(d_step(self.models, self.loss, real, labels, smoothing, want, self.augment))
-            stats.update(g_step(self.models, self.loss, labels, want, self.augment, t.mode_seeking))
+            try:
+                stats = self._train_step(real, labels, smoothing, want)
+            except torch.OutOfMemoryError:
+                stats = self._train_step_in_halves(real, labels, smoothing, want)
             self.step += 1
             self.batch_in_epoch += 1
             self.images_in_epoch += self.global_batch
@@ -653,6 +654,37 @@ class Trainer:
         if self.on_epoch is not None:
             self.on_epoch(self.epoch, means)
         return "done", means
+
+    def _train_step(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
+                    want: bool) -> dict[str, Any]:
+        """The D step(s) and the G step on one batch (as two halves once the GPU has run out of memory)."""
+        if self.halves and real.shape[0] > 1:
+            h = real.shape[0] // 2
+            self._train_step_plain(real[:h], labels[:h], smoothing, False)
+            return self._train_step_plain(real[h:], labels[h:], smoothing, want)
+        return self._train_step_plain(real, labels, smoothing, want)
+
+    def _train_step_plain(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
+                          want: bool) -> dict[str, Any]:
+        """One pass of d_steps discriminator updates and one generator update."""
+        t = self.cfg.train
+        stats: dict[str, Any] = {}
+        for _ in range(t.d_steps):
+            stats.update(d_step(self.models, self.loss, real, labels, smoothing, want, self.augment))
+        stats.update(g_step(self.models, self.loss, labels, want, self.augment, t.mode_seeking))
+        return stats
+
+    def _train_step_in_halves(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
+                              want: bool) -> dict[str, Any]:
+        """Out of GPU memory: from now on every batch is trained as two half batches (stated in a warning)."""
+        if self.device.type != "cuda" or self.halves or real.shape[0] < 2:
+            raise SynthaugError(f"out of memory at batch {real.shape[0]} on {self.device}; "
+                                f"resume with a smaller --batch-size") from None
+        torch.cuda.empty_cache()
+        self.halves = True
+        warnings.warn(f"out of GPU memory at batch {real.shape[0]}: each batch now trains as two updates on "
+                      f"{real.shape[0] // 2} images", stacklevel=2)
+        return self._train_step(real, labels, smoothing, want)
 
     def _recover(self, row: dict[str, float]) -> None:
         """A non-finite loss: restore the last checkpoint and halve the learning rates once, else stop."""
