@@ -85,12 +85,18 @@ def logistic_regression(real: LabelledImages, test: LabelledImages, seed: int = 
             **classification_report(test.labels.numpy(), pred, len(real.class_names))}
 
 
+def test_split_of(real_dir: str | Path) -> Path:
+    """The test/ split beside a real training folder."""
+    test = find_split(real_dir, "test")
+    if test is None:
+        raise DataError(f"{real_dir}: no test/ split found beside it; pass --test DIR")
+    return test
+
+
 def load_real_and_test(real_dir: str | Path, test_dir: str | Path | None, image_shape: tuple[int, ...] | None,
                        progress: bool) -> tuple[LabelledImages, LabelledImages, Path]:
     """The real training and test folders, decoded at the synthetic images' shape, with matching classes."""
-    test_dir = Path(test_dir) if test_dir else find_split(real_dir, "test")
-    if test_dir is None:
-        raise DataError(f"{real_dir}: no test/ split found beside it; pass --test DIR")
+    test_dir = Path(test_dir) if test_dir else test_split_of(real_dir)
     res, ch = (image_shape[-1], image_shape[0]) if image_shape else (None, None)
     real = load_image_folder(real_dir, res, ch, progress=progress)
     test = load_image_folder(test_dir, int(real.images.shape[-1]), int(real.images.shape[1]), progress=progress)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from synthaug.benchmark import (environment, load_real_and_test, load_synthetic, stratified_indices, summarise,
-                                train_and_test)
+                                test_split_of, train_and_test)
 from synthaug.classify import ClassifierRecipe
 from synthaug.data.folder import scan_folder
 from synthaug.errors import DataError
@@ -81,7 +81,7 @@ def low_data(real_dir: str | Path, test_dir: str | Path | None, fractions: Seque
             syn = Path(synthetic_full)
         else:
             syn = _fit_and_export(Path(folder), work / f"gan-{f:g}", fit_settings or {}, per_class, False, progress)
-        report = synthaug.benchmark(folder, test_dir or _test_of(real_dir), syn, recipe=recipe,
+        report = synthaug.benchmark(folder, test_dir or test_split_of(real_dir), syn, recipe=recipe,
                                     ratios=tuple(ratios), seeds=seeds, device=device, progress=progress)
         rows[f"{f:g}"] = {"fraction": f, "real_images": int(len(keep)), "synthetic": str(syn),
                           "results": report["results"]}
@@ -117,7 +117,7 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
     keep = np.concatenate(keep)
     folder = subset_folder(real_dir, work / "real-imbalanced", np.sort(keep))
     syn = _fit_and_export(folder, work / "gan-imbalanced", fit_settings or {}, None, True, progress)
-    real, test, test_dir = load_real_and_test(folder, test_dir or _test_of(real_dir), None, progress)
+    real, test, test_dir = load_real_and_test(folder, test_dir or test_split_of(real_dir), None, progress)
     syn_images, syn_labels = load_synthetic(syn, real.class_names)
     counts = torch.bincount(real.labels, minlength=len(real.class_names)).float()
     weights = counts.sum() / (len(counts) * counts.clamp(min=1))  # inverse frequency, mean 1 over a balanced set
@@ -137,13 +137,3 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
             "class_names": list(real.class_names), "synthetic": str(syn), "fit_settings": fit_settings or {},
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
             **environment(dev)}
-
-
-def _test_of(real_dir: str | Path) -> Path:
-    """The test/ split beside a real training folder."""
-    from synthaug.data.folder import find_split
-
-    test = find_split(real_dir, "test")
-    if test is None:
-        raise DataError(f"{real_dir}: no test/ split found beside it; pass --test DIR")
-    return test

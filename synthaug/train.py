@@ -382,7 +382,6 @@ class Trainer:
         self.grid_z, self.grid_labels = fixed_grid_inputs(cfg.model.num_classes, self.models.g.sample_latent,
                                                           cfg.train.seed)
         self.epoch = 0
-        self.batch_in_epoch = 0
         self.images_in_epoch = 0  # images of this epoch's permutation already used, by all ranks together
         self.step = 0
         self.order_state = self.order_gen.get_state()
@@ -422,6 +421,11 @@ class Trainer:
         return self.cfg.train.batch_size * self.dist.world_size
 
     @property
+    def batch_in_epoch(self) -> int:
+        """Steps taken in the current epoch (at the current world size)."""
+        return self.images_in_epoch // self.global_batch
+
+    @property
     def batches_per_epoch(self) -> int:
         return max(1, self.images.shape[0] // self.global_batch)
 
@@ -458,8 +462,8 @@ class Trainer:
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{self.out / TRAINING_STATE}: does not match the run's architecture "
                                   f"{self.cfg.model.arch!r} ({str(exc).splitlines()[0][:160]})") from None
-        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
-        self.images_in_epoch = int(state.get("images_in_epoch", self.batch_in_epoch * self.cfg.train.batch_size))
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.images_in_epoch = int(state.get("images_in_epoch", state["batch_in_epoch"] * self.cfg.train.batch_size))
         self.order_state = state["order_state"]
         self.lr_halved = bool(state.get("lr_halved", False))
         torch.set_rng_state(state["torch_rng"])
@@ -614,7 +618,6 @@ class Trainer:
             except torch.OutOfMemoryError:
                 stats = self._train_step_in_halves(real, labels, smoothing, want)
             self.step += 1
-            self.batch_in_epoch += 1
             self.images_in_epoch += self.global_batch
             bar.update(1)
             row = {k: float(v) for k, v in stats.items()} if want else {}
@@ -647,7 +650,6 @@ class Trainer:
                 self.save()
         bar.close()
         self.epoch += 1
-        self.batch_in_epoch = 0
         self.images_in_epoch = 0
         self.order_state = self.order_gen.get_state()
         means = {k: v / max(n, 1) for k, v in sums.items()}
