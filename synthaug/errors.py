@@ -12,3 +12,12 @@ class DataError(SynthaugError):
 
 class CheckpointError(SynthaugError):
     """A run folder or checkpoint that is missing, corrupt or inconsistent."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: CUDA's OutOfMemoryError or a CPU allocator's ENOMEM RuntimeError."""
+    import torch
+
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in ("can't allocate memory",
+                                                                                "cannot allocate memory")))

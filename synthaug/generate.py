@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from synthaug.checkpoint import generator_file, load_safe, model_config_from
-from synthaug.errors import CheckpointError, SynthaugError
+from synthaug.errors import CheckpointError, SynthaugError, is_out_of_memory
 from synthaug.models import ConditionalGenerator, build_models
 
 CPU_BATCH = 16  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
@@ -165,8 +165,13 @@ def default_batch_size(gen: ConditionalGenerator, device: torch.device) -> int:
     return int(max(256, min(16384, free // 4 // per_image)) // 256 * 256)
 
 
+def has_convolutions(module: torch.nn.Module) -> bool:
+    """Whether `module` has 2-d (transposed) convolutions, i.e. whether channels_last storage can matter."""
+    return any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in module.modules())
+
+
 def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: int | None = None,
-                   start_chunk: int = 0, autocast: bool = False, channels_last: bool = False,
+                   start_chunk: int = 0, autocast: bool = False, channels_last: bool | None = None,
                    sample_filter: SampleFilter | None = None,
                    chunks: Sequence[int] | None = None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Yield (first chunk, end chunk, images (n, C, H, W) uint8, labels (n,) int64), chunk-aligned, in order.
@@ -175,10 +180,13 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
     kernel-level rounding; images are quantised on the device and only uint8 is copied to the host, into
     pinned buffers with non-blocking copies, one batch behind the compute on CUDA. With `sample_filter`,
     rejected rows are redrawn chunk by chunk, so the output still depends only on (seed, chunk). `chunks`
-    restricts the work to those chunk indices (a rank's share under torchrun).
+    restricts the work to those chunk indices (a rank's share under torchrun). `channels_last` (default: when the
+    generator has convolutions) stores activations NHWC, 1.4x faster on this project's CPU.
     """
     device = next(gen.parameters()).device
     batch_size = batch_size or default_batch_size(gen, device)
+    if channels_last is None:
+        channels_last = has_convolutions(gen)
     if channels_last:
         gen = gen.to(memory_format=torch.channels_last)
     cast = torch.autocast("cuda", dtype=torch.bfloat16) if (autocast and device.type == "cuda") else nullcontext()
@@ -188,7 +196,7 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
         for first, end in _windows(plan, ids, batch_size):
             zs, ys = zip(*(_chunk_inputs(gen, plan, c) for c in range(first, end)))
             z, y = torch.cat(zs), torch.cat(ys)
-            out = _forward_uint8(gen, z, y, batch_size, device)
+            out, batch_size = _forward_uint8(gen, z, y, batch_size, device)
             if sample_filter is not None:
                 offset = 0
                 for c, yc in zip(range(first, end), ys):
@@ -209,23 +217,31 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
 
 
 def _forward_uint8(gen: ConditionalGenerator, z: torch.Tensor, y: torch.Tensor, batch_size: int,
-                   device: torch.device) -> torch.Tensor:
-    """Generate in batches and quantise on the device; returns uint8 (N, C, H, W) on the device.
+                   device: torch.device) -> tuple[torch.Tensor, int]:
+    """Generate in batches and quantise on the device: uint8 (N, C, H, W) on the device, and the batch size used.
 
-    A batch that runs the GPU out of memory is retried in halves (the output does not depend on the batch size).
+    A batch that runs the device out of memory is retried at half the size, which then stays (the output does not
+    depend on the batch size), with a warning.
     """
-    pieces = []
-    for i in range(0, z.shape[0], batch_size):
+    pieces, i = [], 0
+    while i < z.shape[0]:
         zb, yb = z[i:i + batch_size], y[i:i + batch_size]
         try:
-            pieces.append(to_uint8(gen(zb.to(device, non_blocking=True), yb.to(device, non_blocking=True))))
-        except torch.OutOfMemoryError:
-            if batch_size == 1:
+            out = gen(zb.to(device, non_blocking=True), yb.to(device, non_blocking=True))
+            pieces.append(to_uint8(out).contiguous())  # NCHW again (uint8: a cheap copy) for the writers
+            i += zb.shape[0]
+            continue
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc) or batch_size == 1:
                 raise
+        # Retried here, not inside `except`: the live exception's traceback would keep the failed batch's
+        # activations allocated.
+        if device.type == "cuda":
             torch.cuda.empty_cache()
-            warnings.warn(f"out of GPU memory at batch {batch_size}; retrying with {batch_size // 2}", stacklevel=2)
-            pieces.append(_forward_uint8(gen, zb, yb, batch_size // 2, device))
-    return torch.cat(pieces)
+        warnings.warn(f"out of memory on {device} at batch {batch_size}; continuing with {batch_size // 2}",
+                      stacklevel=2)
+        batch_size //= 2
+    return torch.cat(pieces), batch_size
 
 
 def _redraw_rejected(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int, images: torch.Tensor,
@@ -239,7 +255,7 @@ def _redraw_rejected(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int
             return
         rng = torch.Generator().manual_seed(chunk_seed(plan.seed, chunk, redraw))
         z = gen.sample_latent(todo.numel(), generator=rng, truncation=plan.truncation)
-        images[todo.to(images.device)] = _forward_uint8(gen, z, labels[todo], batch_size, images.device)
+        images[todo.to(images.device)] = _forward_uint8(gen, z, labels[todo], batch_size, images.device)[0]
     rates = sample_filter.acceptance()
     worst = min(rates, key=rates.get)
     raise SynthaugError(f"min-confidence {sample_filter.min_confidence}: after {sample_filter.max_rounds} draws "

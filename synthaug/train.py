@@ -28,7 +28,7 @@ from synthaug.augment import diff_augment, parse_policy
 from synthaug.checkpoint import GENERATOR_FILE, TRAINING_STATE, load_safe, save_atomic
 from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
 from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
-from synthaug.errors import CheckpointError, SynthaugError
+from synthaug.errors import CheckpointError, SynthaugError, is_out_of_memory
 from synthaug.fsutil import atomic_path, atomic_write_text
 from synthaug.losses import LossPair, get_loss
 from synthaug.models import DEFAULT_ARCH, ConditionalGenerator, build_models, get_arch
@@ -386,7 +386,7 @@ class Trainer:
         self.step = 0
         self.order_state = self.order_gen.get_state()
         self.lr_halved = False
-        self.halves = False  # set once the GPU runs out of memory: batches then train as two halves
+        self.halves = False  # set once a batch runs out of memory: batches then train as two halves
         self.augment = parse_policy(cfg.train.augment)
         self.tb = tensorboard_writer(out) if self.dist.is_main else None
         if cfg.train.channels_last:
@@ -613,10 +613,7 @@ class Trainer:
         n = 0
         for real, labels in self.batches():
             want = self.step % LOG_EVERY == 0
-            try:
-                stats = self._train_step(real, labels, smoothing, want)
-            except torch.OutOfMemoryError:
-                stats = self._train_step_in_halves(real, labels, smoothing, want)
+            stats = self._train_step_or_halves(real, labels, smoothing, want)
             self.step += 1
             self.images_in_epoch += self.global_batch
             bar.update(1)
@@ -659,7 +656,7 @@ class Trainer:
 
     def _train_step(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
                     want: bool) -> dict[str, Any]:
-        """The D step(s) and the G step on one batch (as two halves once the GPU has run out of memory)."""
+        """The D step(s) and the G step on one batch (as two halves once a batch has run out of memory)."""
         if self.halves and real.shape[0] > 1:
             h = real.shape[0] // 2
             self._train_step_plain(real[:h], labels[:h], smoothing, False)
@@ -676,16 +673,24 @@ class Trainer:
         stats.update(g_step(self.models, self.loss, labels, want, self.augment, t.mode_seeking))
         return stats
 
-    def _train_step_in_halves(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
+    def _train_step_or_halves(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
                               want: bool) -> dict[str, Any]:
-        """Out of GPU memory: from now on every batch is trained as two half batches (stated in a warning)."""
-        if self.device.type != "cuda" or self.halves or real.shape[0] < 2:
+        """One training step; out of memory, every batch from then on trains as two half batches (with a warning).
+        A second failure, or one at batch 1, stops with one line (the last checkpoint is intact)."""
+        try:
+            return self._train_step(real, labels, smoothing, want)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+        # Retried here, not inside `except`: the live exception's traceback would keep the activations allocated.
+        if self.halves or real.shape[0] < 2:
             raise SynthaugError(f"out of memory at batch {real.shape[0]} on {self.device}; "
-                                f"resume with a smaller --batch-size") from None
-        torch.cuda.empty_cache()
+                                f"resume with a smaller --batch-size")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
         self.halves = True
-        warnings.warn(f"out of GPU memory at batch {real.shape[0]}: each batch now trains as two updates on "
-                      f"{real.shape[0] // 2} images", stacklevel=2)
+        warnings.warn(f"out of memory on {self.device} at batch {real.shape[0]}: each batch now trains as two "
+                      f"updates on {real.shape[0] // 2} images", stacklevel=2)
         return self._train_step(real, labels, smoothing, want)
 
     def _recover(self, row: dict[str, float]) -> None:
