@@ -82,6 +82,9 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
 @click.option("--real", type=click.Path(path_type=Path), default=None,
               help="With --min-confidence: the real folder [default: the run's training folder].")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Run the generator under autocast at this precision (bf16/fp16: for GPUs).")
+@click.option("--compile", is_flag=True, help="Run the generator through torch.compile (pays off for large exports).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export with the same settings.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists (only once the new one is complete).")
 @click.option("--quiet", is_flag=True)
@@ -191,15 +194,20 @@ def inspect(path: Path) -> None:
 @click.option("--per-class", type=int, default=1000, show_default=True, help="Images per class to generate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the metrics as JSON.")
+@click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+              help="Also the classic Inception FID, from this local copy of pytorch-fid's weights (never downloaded).")
 @click.option("--quiet", is_flag=True)
-def evaluate(source: Path, real: Path, per_class: int, seed: int, out: Path | None, quiet: bool) -> None:
+def evaluate(source: Path, real: Path, per_class: int, seed: int, out: Path | None, inception_weights: Path | None,
+             quiet: bool) -> None:
     """Quality of a run, generator file or HDF5 export (SOURCE) against real images."""
     from synthaug.metrics import evaluate as run_evaluate
 
-    m = run_evaluate(source, real, per_class=per_class, seed=seed, out=out, progress=not quiet)
+    m = run_evaluate(source, real, per_class=per_class, seed=seed, out=out, inception_weights=inception_weights,
+                     progress=not quiet)
     for key in ("frechet_distance", "frechet_distance_per_class_mean", "label_agreement", "precision", "recall",
-                "density", "coverage"):
-        click.echo(f"{key:32s} {m[key]:.4f}")
+                "density", "coverage", "inception_fid"):
+        if key in m:
+            click.echo(f"{key:32s} {m[key]:.4f}")
 
 
 @cli.command("select-best")

@@ -48,11 +48,14 @@ def partial_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
-def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFilter | None = None) -> str:
+def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFilter | None = None,
+             precision: str = "fp32") -> str:
     """Identifies an export's content: a resume must match it exactly."""
     h = hashlib.sha256(plan.labels.tobytes())
     key = {"labels_sha256": h.hexdigest(), "seed": plan.seed, "chunk_rows": plan.chunk_rows,
            "truncation": plan.truncation, "checkpoint_sha256": checkpoint_sha}
+    if precision != "fp32":  # fp32 exports keep the key they always had, so their resumes still match
+        key["precision"] = precision
     if sample_filter is not None:
         key.update(min_confidence=sample_filter.min_confidence, classifier_sha256=_weights_sha(sample_filter))
     return json.dumps(key, sort_keys=True)
@@ -86,8 +89,8 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
            batch_size: int | None = None, *, classes: Sequence[str] | None = None,
            balance_to: str | Path | None = None, target: int | None = None, fmt: str | None = None,
            device: str = "auto", truncation: float | None = None, compression: str | None = None,
-           min_confidence: float | None = None, real: str | Path | None = None,
-           resume: bool = False, overwrite: bool = False, progress: bool = True,
+           min_confidence: float | None = None, real: str | Path | None = None, precision: str = "fp32",
+           compile: bool = False, resume: bool = False, overwrite: bool = False, progress: bool = True,
            stats: dict[str, Any] | None = None) -> Path:
     """Generate a class-balanced synthetic data set and write it to `out` (HDF5 or ImageFolder).
 
@@ -97,7 +100,9 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
     Under `torchrun` (HDF5 only) the chunks are shared out between ranks and rank 0 joins the shards.
     With `min_confidence`, only images that a classifier trained on the real folder `real` (default: the run's
     training folder) assigns to their class with at least that probability are kept; more are drawn until the
-    quota is met, and `stats["acceptance"]` gives the rate per class.
+    quota is met, and `stats["acceptance"]` gives the rate per class. `precision` ("bf16", "fp16": autocast, for
+    GPUs) and `compile` (torch.compile) are the engine's options; precision changes the images, so it is part of
+    what a resume must match.
     """
     from synthaug.train import resolve_device
 
@@ -130,6 +135,7 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
                   "balance_to": str(balance_to) if balance_to is not None else None, "target": target,
                   "classes": [gen.class_names[c] for c in plan.counts()], "truncation": truncation,
                   "min_confidence": min_confidence, "confidence_real": str(real) if sample_filter else None,
+                  "precision": precision,
                   "synthaug_version": synthaug.__version__,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     writer = _write_hdf5 if fmt == "hdf5" else _write_folder
@@ -138,7 +144,8 @@ def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None
             raise SynthaugError("under torchrun, export writes HDF5 only (give --out NAME.h5)")
         writer = _write_hdf5_sharded
     t0 = time.perf_counter()
-    writer(gen, plan, out, plan_key(plan, sha, sample_filter), provenance, batch_size=batch_size, resume=resume,
+    engine = {"batch_size": batch_size, "precision": precision, "compile": compile}
+    writer(gen, plan, out, plan_key(plan, sha, sample_filter, precision), provenance, engine=engine, resume=resume,
            overwrite=overwrite, progress=progress, compression=compression, sample_filter=sample_filter)
     if stats is not None:
         seconds = time.perf_counter() - t0
@@ -187,7 +194,7 @@ def _pipelined(items, consume: Callable[[Any], None], depth: int = 2) -> None:
 
 
 def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
-                *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
+                *, engine: dict[str, Any], resume: bool, overwrite: bool, progress: bool,
                 compression: str | None, sample_filter: SampleFilter | None) -> None:
     """Fill a preallocated HDF5 file window by window, recording progress, then rename it into place."""
     part = partial_path(out)
@@ -223,7 +230,7 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
         bar.update(hi - lo)
 
     try:
-        _pipelined(iter_generated(gen, plan, batch_size, start_chunk=start, sample_filter=sample_filter), write)
+        _pipelined(iter_generated(gen, plan, **engine, start_chunk=start, sample_filter=sample_filter), write)
         finish_export(f, provenance)
     except (OSError, RuntimeError) as exc:  # the disk filled up after all: drop the broken handle, say so in one line
         bar.close()
@@ -287,7 +294,7 @@ def shard_path(out: Path, rank: int, world_size: int) -> Path:
 
 
 def _write_hdf5_sharded(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
-                        *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
+                        *, engine: dict[str, Any], resume: bool, overwrite: bool, progress: bool,
                         compression: str | None, sample_filter: SampleFilter | None) -> None:
     """Under torchrun: rank r generates chunks r, r + W, ... into its own shard; rank 0 then copies every chunk,
     in order, into one export, whose images and labels equal a single-process export with the same seed."""
@@ -297,7 +304,7 @@ def _write_hdf5_sharded(gen: ConditionalGenerator, plan: GenerationPlan, out: Pa
     shard = shard_path(out, info.rank, info.world_size)
     f = create_export(shard, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key)
     try:
-        for first, end, images, labels in iter_generated(gen, plan, batch_size, chunks=mine,
+        for first, end, images, labels in iter_generated(gen, plan, **engine, chunks=mine,
                                                          sample_filter=sample_filter):
             lo, hi = plan.chunk_bounds(first)[0], plan.chunk_bounds(end - 1)[1]
             f["images"][lo:hi] = images
@@ -327,6 +334,11 @@ def _write_hdf5_sharded(gen: ConditionalGenerator, plan: GenerationPlan, out: Pa
     distributed.barrier()
 
 
+def _yield_cpu() -> None:
+    """Worker initialiser: lowest scheduling priority, so PNG encoding takes only CPU time the generator leaves."""
+    os.nice(19)
+
+
 def _save_pngs(args: tuple[list[str], np.ndarray]) -> int:
     """Encode and write a block of PNGs (runs in a worker process)."""
     paths, images = args
@@ -337,7 +349,7 @@ def _save_pngs(args: tuple[list[str], np.ndarray]) -> int:
 
 
 def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
-                  *, batch_size: int | None, resume: bool, overwrite: bool, progress: bool,
+                  *, engine: dict[str, Any], resume: bool, overwrite: bool, progress: bool,
                   compression: str | None, sample_filter: SampleFilter | None) -> None:
     """Write OUT/<class>/<index>.png with PNG encoding in a process pool, then rename the folder into place."""
     del compression
@@ -356,6 +368,9 @@ def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, ke
     bar = tqdm(total=plan.total, initial=min(start * plan.chunk_rows, plan.total), desc=f"export {out.name}",
                unit="img", disable=not progress)
     workers = max(1, (os.cpu_count() or 1))
+    # A generator on the CPU keeps every core busy: encoders at normal priority would preempt its threads, whose
+    # parallel regions then wait for the slowest one. At the lowest priority they fill the gaps instead.
+    on_cpu = next(gen.parameters()).device.type == "cpu"
     in_flight: list[tuple[int, list[Future]]] = []
 
     def drain(keep: int) -> None:
@@ -365,8 +380,8 @@ def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, ke
                 bar.update(fut.result())
             state_file.write_text(json.dumps({"plan": key, "chunks_done": end}))
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for first, end, images, labels in iter_generated(gen, plan, batch_size, start_chunk=start,
+    with ProcessPoolExecutor(max_workers=workers, initializer=_yield_cpu if on_cpu else None) as pool:
+        for first, end, images, labels in iter_generated(gen, plan, **engine, start_chunk=start,
                                                          sample_filter=sample_filter):
             lo = plan.chunk_bounds(first)[0]
             paths = [str(part / gen.class_names[lab] / f"{lo + i:07d}.png") for i, lab in enumerate(labels)]

@@ -15,6 +15,7 @@ from synthaug.errors import CheckpointError, SynthaugError, is_out_of_memory
 from synthaug.models import ConditionalGenerator, build_models
 
 CPU_BATCH = 16  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtypes by name
 
 
 def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ConditionalGenerator:
@@ -171,8 +172,8 @@ def has_convolutions(module: torch.nn.Module) -> bool:
 
 
 def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: int | None = None,
-                   start_chunk: int = 0, autocast: bool = False, channels_last: bool | None = None,
-                   sample_filter: SampleFilter | None = None,
+                   start_chunk: int = 0, precision: str = "fp32", compile: bool = False,
+                   channels_last: bool | None = None, sample_filter: SampleFilter | None = None,
                    chunks: Sequence[int] | None = None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Yield (first chunk, end chunk, images (n, C, H, W) uint8, labels (n,) int64), chunk-aligned, in order.
 
@@ -181,15 +182,22 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
     pinned buffers with non-blocking copies, one batch behind the compute on CUDA. With `sample_filter`,
     rejected rows are redrawn chunk by chunk, so the output still depends only on (seed, chunk). `chunks`
     restricts the work to those chunk indices (a rank's share under torchrun). `channels_last` (default: when the
-    generator has convolutions) stores activations NHWC, 1.4x faster on this project's CPU.
+    generator has convolutions) stores activations NHWC, 1.4x faster on this project's CPU. `precision` bf16 or fp16
+    runs the generator under autocast (for GPUs; the images then differ slightly from fp32 ones), and `compile`
+    runs it through torch.compile (worth its start-up time only for large exports).
     """
     device = next(gen.parameters()).device
     batch_size = batch_size or default_batch_size(gen, device)
+    if precision not in PRECISIONS:
+        raise SynthaugError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
     if channels_last is None:
         channels_last = has_convolutions(gen)
     if channels_last:
         gen = gen.to(memory_format=torch.channels_last)
-    cast = torch.autocast("cuda", dtype=torch.bfloat16) if (autocast and device.type == "cuda") else nullcontext()
+    if compile:
+        gen = torch.compile(gen)  # attributes (sample_latent, class_names, ...) still reach the module
+    dtype = PRECISIONS[precision]
+    cast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     pending: tuple | None = None
     with torch.inference_mode(), cast:
         ids = list(range(start_chunk, plan.num_chunks)) if chunks is None else sorted(chunks)

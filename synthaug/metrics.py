@@ -147,8 +147,13 @@ def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_clas
 
 
 def evaluate(source: str | Path, real_dir: str | Path, *, per_class: int = 1000, seed: int = 0,
-             device: str = "cpu", out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score a run, a generator file or an HDF5 export against a real labelled folder; optionally write JSON."""
+             device: str = "cpu", out: str | Path | None = None, inception_weights: str | Path | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Score a run, a generator file or an HDF5 export against a real labelled folder; optionally write JSON.
+
+    With `inception_weights` (a local copy of pytorch-fid's Inception file; nothing is downloaded) the result
+    also has the classic `inception_fid`, between the synthetic images and as many real ones (a seeded subset).
+    """
     import json
 
     from synthaug.data.folder import load_image_folder
@@ -161,9 +166,22 @@ def evaluate(source: str | Path, real_dir: str | Path, *, per_class: int = 1000,
     clf = feature_classifier(real, progress=progress)
     result = {"source": str(source), "real": str(real_dir), "images": int(len(labels)),
               "class_names": list(real.class_names), **quality_metrics(clf, real, images, labels)}
+    if inception_weights is not None:
+        result.update(inception_fid(inception_weights, real.images, images, seed=seed, device=device))
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=1))
     return result
+
+
+def inception_fid(weights: str | Path, real: torch.Tensor, fake: torch.Tensor, seed: int = 0,
+                  device: str = "cpu") -> dict[str, Any]:
+    """The classic FID (pytorch-fid's Inception, local weights) between `fake` and as many `real` uint8 images."""
+    from synthaug.inception import inception_features, load_fid_inception
+
+    net = load_fid_inception(weights, device)
+    pick = torch.from_numpy(np.random.default_rng(seed).permutation(len(real))[:len(fake)])
+    fid = frechet_distance(inception_features(net, real[pick]), inception_features(net, fake))
+    return {"inception_fid": fid, "inception_images": int(len(fake)), "inception_weights": str(weights)}
 
 
 def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float = 0.1,

@@ -75,17 +75,20 @@ def test_existing_output_is_never_overwritten_without_asking(tiny_run, tmp_path)
     assert validate_export(out).num_images == 20
 
 
-def test_interrupted_export_resumes_to_identical_file(tiny_run, tmp_path, monkeypatch):
-    full = synthaug.export(tiny_run, tmp_path / "full.h5", per_class=4000, seed=9, batch_size=64, progress=False)
-    real_iter = export_mod.iter_generated
-
-    def dies_after_one_window(*args, **kwargs):
+def _dies_after_one_window(real_iter):
+    """The generation engine, interrupted (as by Ctrl-C) after its first window has been written."""
+    def wrapped(*args, **kwargs):
         for i, item in enumerate(real_iter(*args, **kwargs)):
             if i == 1:
                 raise KeyboardInterrupt
             yield item
+    return wrapped
 
-    monkeypatch.setattr(export_mod, "iter_generated", dies_after_one_window)
+
+def test_interrupted_export_resumes_to_identical_file(tiny_run, tmp_path, monkeypatch):
+    full = synthaug.export(tiny_run, tmp_path / "full.h5", per_class=4000, seed=9, batch_size=64, progress=False)
+    real_iter = export_mod.iter_generated
+    monkeypatch.setattr(export_mod, "iter_generated", _dies_after_one_window(real_iter))
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
         synthaug.export(tiny_run, out, per_class=4000, seed=9, batch_size=64, progress=False)
@@ -205,3 +208,31 @@ def json_attr(attrs):
     import json
 
     return json.loads(attrs["provenance"])
+
+
+@pytest.mark.slow
+def test_engine_options_precision_and_compile(tiny_run, tmp_path):
+    plain = synthaug.export(tiny_run, tmp_path / "fp32.h5", per_class=200, seed=3, progress=False)
+    bf16 = synthaug.export(tiny_run, tmp_path / "bf16.h5", per_class=200, seed=3, precision="bf16", progress=False)
+    compiled = synthaug.export(tiny_run, tmp_path / "c.h5", per_class=200, seed=3, compile=True, progress=False)
+    (a, la, _), (b, lb, attrs), (c, lc, _) = _arrays(plain), _arrays(bf16), _arrays(compiled)
+    assert la.tobytes() == lb.tobytes() == lc.tobytes()
+    assert validate_export(bf16).provenance["precision"] == "bf16"
+    # bf16 changes pixels a little (it is a different computation), never the picture
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert 0 < diff.mean() < 2.0
+    # inductor's fused kernels round differently from eager ones, by at most a pixel level here and there
+    assert np.abs(a.astype(int) - c.astype(int)).max() <= 2
+    with pytest.raises(SynthaugError, match="unknown precision"):
+        synthaug.export(tiny_run, tmp_path / "x.h5", per_class=2, precision="fp8", progress=False)
+
+
+def test_a_resume_must_match_the_precision(tiny_run, tmp_path, monkeypatch):
+    real_iter = export_mod.iter_generated
+    monkeypatch.setattr(export_mod, "iter_generated", _dies_after_one_window(real_iter))
+    out = tmp_path / "p.h5"
+    with pytest.raises(KeyboardInterrupt):
+        synthaug.export(tiny_run, out, per_class=4000, seed=9, precision="bf16", progress=False)
+    monkeypatch.setattr(export_mod, "iter_generated", real_iter)
+    with pytest.raises(SynthaugError, match="other settings"):
+        synthaug.export(tiny_run, out, per_class=4000, seed=9, resume=True, progress=False)

@@ -39,3 +39,40 @@ def test_real_digits_against_themselves_and_with_shuffled_labels(digits_dir):
     wrong = quality_metrics(clf, real, real.images, shuffled)
     assert wrong["label_agreement"] < 0.25
     assert len(same["diversity_per_class"]) == 10 and min(same["diversity_per_class"].values()) > 0
+
+
+@pytest.mark.slow
+def test_inception_fid_from_local_weights_only(digits_dir, tmp_path):
+    import torchvision
+
+    from synthaug.errors import CheckpointError
+    from synthaug.inception import fid_inception, inception_features, load_fid_inception
+    from synthaug.metrics import inception_fid
+
+    # A weights file in pytorch-fid's layout (torchvision's Inception3 names, 1008 outputs), random values: the
+    # real file cannot be fetched here, and the plumbing is what is under test.
+    torch.manual_seed(0)
+    net = fid_inception()
+    for m in net.modules():  # BatchNorm statistics from one batch, so activations keep their scale through depth
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    with torch.no_grad():
+        net.train()(torch.randn(8, 3, 299, 299))
+    weights = tmp_path / "pt_inception.pth"
+    torch.save(net.state_dict(), weights)
+    assert set(net.state_dict()) == set(torchvision.models.inception_v3(
+        num_classes=1008, aux_logits=False, init_weights=False).state_dict())
+
+    real = load_image_folder(digits_dir)
+    images = real.images[:24]
+    feats = inception_features(load_fid_inception(weights), images)
+    assert feats.shape == (24, 2048) and np.isfinite(feats).all() and feats.std() > 1e-3
+    same = inception_fid(weights, images, images, seed=0)
+    other = inception_fid(weights, images, torch.flip(images, dims=[2, 3]), seed=0)
+    assert other["inception_fid"] > 0 and abs(same["inception_fid"]) < 1e-6 * other["inception_fid"]
+
+    with pytest.raises(CheckpointError, match="no such Inception weights"):
+        load_fid_inception(tmp_path / "missing.pth")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not pytorch-fid's Inception weights"):
+        load_fid_inception(tmp_path / "other.pth")

@@ -177,7 +177,7 @@ class GeneratedDataset(Dataset):
 
         if self._gen is None:
             self._gen = load_generator(self.run)
-        _, _, images, _ = next(iter_generated(self._gen, self.plan, self.plan.chunk_rows, start_chunk=chunk))
+        _, _, images, _ = next(iter_generated(self._gen, self.plan, chunks=[chunk]))
         self._cache[chunk] = torch.from_numpy(images)
         while len(self._cache) > self.cache_chunks:
             self._cache.pop(next(iter(self._cache)))
