@@ -212,12 +212,13 @@ def evaluate(source: Path, real: Path, per_class: int, seed: int, out: Path | No
 
 @cli.command("select-best")
 @click.argument("run", type=click.Path(path_type=Path))
+@click.option("--from-epoch", type=int, default=1, show_default=True, help="Score only snapshots from this epoch on.")
 @click.option("--quiet", is_flag=True)
-def select_best(run: Path, quiet: bool) -> None:
+def select_best(run: Path, from_epoch: int, quiet: bool) -> None:
     """Install the epoch snapshot with the lowest feature Fréchet distance as RUN/generator.pt."""
     from synthaug.metrics import select_best_epoch
 
-    result = select_best_epoch(run, progress=not quiet)
+    result = select_best_epoch(run, from_epoch=from_epoch, progress=not quiet)
     for name, s in result["scores"].items():
         click.echo(f"{name}  FD {s['frechet_distance']:8.3f}  agreement {100 * s['label_agreement']:.1f}%"
                    + ("  <- best" if name == result["best"] else ""))

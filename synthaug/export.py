@@ -336,7 +336,8 @@ def _write_hdf5_sharded(gen: ConditionalGenerator, plan: GenerationPlan, out: Pa
 
 def _yield_cpu() -> None:
     """Worker initialiser: lowest scheduling priority, so PNG encoding takes only CPU time the generator leaves."""
-    os.nice(19)
+    if hasattr(os, "nice"):  # POSIX only
+        os.nice(19)
 
 
 def _save_pngs(args: tuple[list[str], np.ndarray]) -> int:

@@ -184,13 +184,14 @@ def inception_fid(weights: str | Path, real: torch.Tensor, fake: torch.Tensor, s
     return {"inception_fid": fid, "inception_images": int(len(fake)), "inception_weights": str(weights)}
 
 
-def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float = 0.1,
+def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float = 0.1, from_epoch: int = 1,
                       progress: bool = True) -> dict[str, Any]:
     """Score every per-epoch generator snapshot of a run; install the best as generator.pt.
 
     The figure is the classifier-feature Fréchet distance against a held-out split (`holdout`, stratified) of
     the run's training folder, with a feature classifier trained on the rest: never a test split, and never the
-    images the feature classifier learnt. The last generator is kept as generator-last.pt.
+    images the feature classifier learnt. The last generator is kept as generator-last.pt. `from_epoch` skips
+    earlier snapshots (after a long run, the early epochs are rarely worth scoring).
     """
     import json
     import shutil
@@ -200,9 +201,11 @@ def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float =
     from synthaug.fsutil import atomic_write_text
 
     run = Path(run)
-    snapshots = sorted((run / "generators").glob("epoch_*.pt"))
+    snapshots = [p for p in sorted((run / "generators").glob("epoch_*.pt"))
+                 if p.stem.split("_")[-1].isdigit() and int(p.stem.split("_")[-1]) >= from_epoch]
     if not snapshots:
-        raise SynthaugError(f"{run}: no per-epoch generator snapshots in {run / 'generators'}")
+        raise SynthaugError(f"{run}: no per-epoch generator snapshots from epoch {from_epoch} on in "
+                            f"{run / 'generators'}")
     cfg = read_run_config(run)
     real = load_image_folder(cfg.data.root, cfg.data.resolution, cfg.data.channels, progress=progress)
     rest, held = stratified_split(real, holdout, seed=0)
@@ -217,6 +220,7 @@ def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float =
     if not last.exists():
         shutil.copyfile(run / GENERATOR_FILE, last)
     shutil.copyfile(run / "generators" / best, run / GENERATOR_FILE)
-    result = {"best": best, "holdout": holdout, "held_out_images": len(held), "scores": scores}
+    result = {"best": best, "holdout": holdout, "held_out_images": len(held), "from_epoch": from_epoch,
+              "scores": scores}
     atomic_write_text(run / "selection.json", json.dumps(result, indent=1))
     return result

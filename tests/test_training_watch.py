@@ -99,6 +99,11 @@ def test_select_best_scores_on_a_held_out_split(digits_dir, tmp_path):
     assert result["best"] == best
     assert (run / "generator.pt").read_bytes() == (run / "generators" / best).read_bytes()
     assert (run / "generator-last.pt").is_file()
+    later = select_best_epoch(run, per_class=50, from_epoch=2, progress=False)
+    assert set(later["scores"]) == {"epoch_0002.pt", "epoch_0003.pt"}
+    assert later["scores"]["epoch_0002.pt"] == result["scores"]["epoch_0002.pt"]  # the same score, recomputed
+    with pytest.raises(SynthaugError, match="from epoch 4 on"):
+        select_best_epoch(run, from_epoch=4, progress=False)
 
 
 def test_a_discriminator_that_wins_outright_is_reported(digits_dir, tmp_path):
