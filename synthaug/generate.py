@@ -239,7 +239,7 @@ def _forward_uint8(gen: ConditionalGenerator, z: torch.Tensor, y: torch.Tensor, 
             pieces.append(to_uint8(out).contiguous())  # NCHW again (uint8: a cheap copy) for the writers
             i += zb.shape[0]
             continue
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
+        except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(exc) or batch_size == 1:
                 raise
         # Retried here, not inside `except`: the live exception's traceback would keep the failed batch's

@@ -679,7 +679,7 @@ class Trainer:
         A second failure, or one at batch 1, stops with one line (the last checkpoint is intact)."""
         try:
             return self._train_step(real, labels, smoothing, want)
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
+        except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(exc):
                 raise
         # Retried here, not inside `except`: the live exception's traceback would keep the activations allocated.
