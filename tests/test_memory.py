@@ -11,14 +11,22 @@ import textwrap
 
 import pytest
 
-CHILD = textwrap.dedent("""
-    import resource, sys, warnings
+PRELUDE = textwrap.dedent("""
+    import json, resource, sys, warnings
     import numpy as np, torch
-    from synthaug.generate import generate, load_generator
 
     # oneDNN reports its own allocation failures as "could not create a primitive", indistinguishable from its
     # other failures; the native kernels allocate through PyTorch's CPU allocator, whose failure is unambiguous.
     torch.backends.mkldnn.enabled = False
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+""")
+
+CHILD = PRELUDE + textwrap.dedent("""
+    from synthaug.generate import generate, load_generator
+
     gen = load_generator(sys.argv[1])
     sizes = []
     leaves = [m for m in gen.modules() if not list(m.children())]
@@ -30,9 +38,7 @@ CHILD = textwrap.dedent("""
     batch = int(sys.argv[2]) // max(sizes)  # the largest activation of one batch: about argv[2] bytes
     labels = np.arange(batch) % gen.num_classes
     expected = generate(gen, labels, seed=3, batch_size=1024).numpy().tobytes()
-    with open("/proc/self/status") as f:
-        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-    resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[2]) // 2, resource.RLIM_INFINITY))
+    resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + int(sys.argv[2]) // 2, resource.RLIM_INFINITY))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = generate(gen, labels, seed=3, batch_size=batch)
@@ -53,16 +59,8 @@ def test_generation_out_of_memory_retries_in_halves_with_the_same_output(tiny_ru
     assert "out of memory on cpu" in message and f"at batch {batch}" in message
 
 
-FIT_CHILD = textwrap.dedent("""
-    import json, resource, sys, warnings
-    import torch
+FIT_CHILD = PRELUDE + textwrap.dedent("""
     import synthaug
-
-    torch.backends.mkldnn.enabled = False  # as above: allocation failures through PyTorch's own allocator
-
-    def status(key):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
     def cap_memory(epoch, _means):
         # After epoch 1 every lasting allocation exists; a step's transient need is VmPeak - VmSize. Allow 3/4 of it.
