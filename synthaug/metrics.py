@@ -100,8 +100,11 @@ def feature_classifier(real: LabelledImages, recipe: ClassifierRecipe = FEATURE_
 
 
 def quality_metrics(classifier: torch.nn.Module, real: LabelledImages, fake_images: torch.Tensor,
-                    fake_labels: torch.Tensor, max_real: int = 10000) -> dict[str, Any]:
-    """Fréchet distance (overall, mean per class), precision/recall, density/coverage, label agreement, diversity."""
+                    fake_labels: torch.Tensor, max_real: int = 10000, max_points: int = 5000) -> dict[str, Any]:
+    """Fréchet distance (overall, mean per class), precision/recall, density/coverage, label agreement, diversity.
+
+    The k-NN metrics use a seeded random subset of at most `max_points` rows of each side.
+    """
     if fake_images.shape[1:] != real.images.shape[1:]:
         raise SynthaugError(f"synthetic images {tuple(fake_images.shape[1:])} do not match real "
                             f"{tuple(real.images.shape[1:])}")
@@ -113,13 +116,15 @@ def quality_metrics(classifier: torch.nn.Module, real: LabelledImages, fake_imag
     yr, yf = real_labels.numpy(), fake_labels.numpy()
     per_class = {int(c): frechet_distance(fr[yr == c], ff[yf == c]) for c in np.unique(yf)
                  if (yr == c).sum() > 2 and (yf == c).sum() > 2}
-    n = min(len(fr), len(ff), 5000)
+    # Random rows, not the first ones: exports and folders are sorted by class, so a prefix is a few classes only.
+    n = min(len(fr), len(ff), max_points)
+    pr, pf = rng.permutation(len(fr))[:n], rng.permutation(len(ff))[:n]
     out: dict[str, Any] = {
         "frechet_distance": frechet_distance(fr, ff),
         "frechet_distance_per_class_mean": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
         "label_agreement": label_agreement(predict(classifier, fake_images), fake_labels),
-        **precision_recall(fr[:n], ff[:n], k=3),
-        **density_coverage(fr[:n], ff[:n], k=5),
+        **precision_recall(fr[pr], ff[pf], k=3),
+        **density_coverage(fr[pr], ff[pf], k=5),
         "diversity_per_class": diversity(ff, yf),
         "real_diversity_per_class": diversity(fr, yr),
     }
