@@ -40,6 +40,8 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--batch-size", type=int, default=None, help="Images per step [default: 64].")
 @click.option("--resolution", type=int, default=None, help="Side length [default: the folder's own].")
 @click.option("--width", type=int, default=0, help="Network width [default: the architecture's own].")
+@click.option("--ema/--no-ema", default=None,
+              help="Keep an EMA copy of the generator for sampling [default: the architecture's own].")
 @click.option("--loss", type=click.Choice(["bce", "hinge", "lsgan"]), default=None,
               help="[default: the architecture's own]")
 @click.option("--lr-g", type=float, default=None)
@@ -51,10 +53,10 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, resolution: int | None, width: int,
-        **settings) -> None:
+        ema: bool | None, **settings) -> None:
     """Train a class-conditional GAN on DATA (root/<class>/<image>, or a folder with train/)."""
-    run = synthaug.fit(data, out, arch=arch, resolution=resolution, width=width, resume=resume, progress=not quiet,
-                       **settings)
+    run = synthaug.fit(data, out, arch=arch, resolution=resolution, width=width, ema=ema, resume=resume,
+                       progress=not quiet, **settings)
     if distributed.current().is_main:
         click.echo(f"run folder: {run}")
 

@@ -573,6 +573,9 @@ class Trainer:
         if resume:
             self.load_state_dict(load_safe(self.out / TRAINING_STATE))
         t = self.cfg.train
+        if resume and self.epoch >= t.epochs and self.dist.is_main:
+            warnings.warn(f"{self.out}: already trained {self.epoch} of {t.epochs} epochs; pass a larger --epochs "
+                          f"to train on", stacklevel=2)
         deadline = time.monotonic() + t.minutes * 60 if t.minutes else math.inf
         log = open(self.out / "log.jsonl" if self.dist.is_main else os.devnull, "a", encoding="utf-8")
         self.models.g.train()

@@ -16,9 +16,10 @@ def test_fit_export_inspect_benchmark(digits_splits, tmp_path):
     runner = CliRunner()
     run = tmp_path / "run"
     r = runner.invoke(cli, ["fit", str(digits_splits), "--out", str(run), "--arch", "mlp", "--max-steps", "4",
-                            "--batch-size", "32", "--quiet"])
+                            "--batch-size", "32", "--ema", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert json.loads((run / "config.json").read_text())["data"]["root"].endswith("train")
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["root"].endswith("train") and config["model"]["ema"] is True  # mlp's own default: False
     out = tmp_path / "s.h5"
     r = runner.invoke(cli, ["export", "--run", str(run), "--per-class", "5", "--out", str(out), "--quiet"])
     assert r.exit_code == 0 and "wrote 50 images" in r.output, r.output

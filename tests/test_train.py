@@ -66,6 +66,14 @@ def test_resume_continues_where_it_stopped(digits_dir, tmp_path):
         synthaug.fit(digits_dir, run, resume=True, lr_g=1.0, progress=False)
 
 
+def test_resume_with_the_epoch_budget_spent_says_so(digits_dir, tmp_path):
+    run = synthaug.fit(digits_dir, tmp_path / "r", arch="mlp", epochs=1, batch_size=256, progress=False)
+    steps = load_safe(run / "checkpoint.pt")["step"]
+    with pytest.warns(UserWarning, match="already trained 1 of 1 epochs; pass a larger --epochs"):
+        synthaug.fit(digits_dir, run, resume=True, progress=False)
+    assert load_safe(run / "checkpoint.pt")["step"] == steps
+
+
 def test_resume_equals_uninterrupted(digits_dir, tmp_path):
     """Stopping after 6 steps and resuming to 14 gives the same weights as 14 steps straight (same RNG state)."""
     kwargs = dict(arch="mlp", epochs=1, batch_size=32, progress=False, seed=5)
