@@ -19,6 +19,9 @@ import synthaug
 from synthaug.benchmark import environment, load_real_and_test, load_synthetic, train_and_test
 from synthaug.train import resolve_device
 
+METRICS = ("label_agreement", "frechet_distance", "frechet_distance_per_class_mean", "precision", "recall", "density",
+           "coverage")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -44,16 +47,16 @@ def main() -> None:
             row = train_and_test(images, labels, test, recipe, device, False, name)
             metrics = synthaug.evaluate(syn, args.real, progress=False)
         cfg = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").is_file() else {}
-        rows[name] = {**row, "label_agreement": metrics["label_agreement"],
-                      "frechet_distance": metrics["frechet_distance"], "precision": metrics["precision"],
-                      "recall": metrics["recall"], "coverage": metrics["coverage"],
-                      "acceptance": stats.get("acceptance"), "run": path, "config": cfg}
+        rows[name] = {**row, **{k: metrics[k] for k in METRICS}, "acceptance": stats.get("acceptance"),
+                      "run": path, "config": cfg}
         print(f"done {name}: {100 * row['accuracy']:.2f}%", flush=True)
-    print("| training data | test accuracy | label agreement | feature FD | precision | recall | coverage |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| training data | test accuracy | label agreement | feature FD (all / per class) | precision | recall | "
+          "density | coverage |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
-        extra = (f"{100 * r['label_agreement']:.1f}% | {r['frechet_distance']:.2f} | {r['precision']:.2f} | "
-                 f"{r['recall']:.2f} | {r['coverage']:.2f}" if "label_agreement" in r else "— | — | — | — | —")
+        extra = (f"{100 * r['label_agreement']:.1f}% | {r['frechet_distance']:.2f} / "
+                 f"{r['frechet_distance_per_class_mean']:.2f} | {r['precision']:.2f} | {r['recall']:.2f} | "
+                 f"{r['density']:.2f} | {r['coverage']:.2f}" if "label_agreement" in r else "— | — | — | — | — | —")
         print(f"| {name} | {100 * r['accuracy']:.2f}% | {extra} |")
     with open(args.json, "w") as f:
         json.dump({"rows": rows, "per_class": args.per_class, "recipe": recipe.__dict__, **environment(device)}, f,

@@ -1,0 +1,44 @@
+"""The benchmark scripts run end to end on tiny budgets: each prints its table and writes its JSON."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _bench(name: str, args: list[str], tmp_path: Path) -> tuple[str, dict]:
+    """Run benchmarks/NAME.py with ARGS and --json; return its stdout and the JSON it wrote."""
+    out = tmp_path / f"{name}.json"
+    env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}
+    p = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *args, "--json", str(out)],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_bench_archs_and_quality(tiny_run, digits_splits, tmp_path):
+    real, test = str(digits_splits / "train"), str(digits_splits / "test")
+    stdout, result = _bench("bench_archs", ["--real", real, "--test", test, "--run", f"conv={tiny_run}",
+                                            "--per-class", "20", "--steps", "5"], tmp_path)
+    assert "| conv |" in stdout and "| real data |" in stdout
+    row = result["rows"]["conv"]
+    assert 0.0 <= row["coverage"] <= 1.0 and 0.0 <= row["label_agreement"] <= 1.0 and row["train_images"] == 200
+    stdout, result = _bench("bench_quality", ["--run", str(tiny_run), "--real", real, "--test", test,
+                                              "--per-class", "20", "--steps", "5"], tmp_path)
+    assert "| synthetic |" in stdout and "| recall |" in stdout
+    assert result["benchmark"]["results"]["synthetic"]["train_images"] == 200
+
+
+def test_bench_generation_and_scan(tiny_run, tmp_path):
+    stdout, result = _bench("bench_generation", ["--run", str(tiny_run), "--images", "256",
+                                                 "--batch-sizes", "16,64"], tmp_path)
+    assert "| 16 |" in stdout and "| 64 |" in stdout and "byte-identical" in stdout
+    stdout, result = _bench("bench_scan", ["--files", "300"], tmp_path)
+    assert "300 files" in stdout
