@@ -6,7 +6,8 @@
 For each run: export `--per-class` images (with `@P`: at export --min-confidence P), train the benchmark's
 classifier on them alone (the same recipe and budget as the real-data row) and test on the real test folder;
 label agreement and the classifier-feature Fréchet distance come from `synthaug.evaluate` against the real
-training folder. Prints one Markdown table and writes JSON.
+training folder. The real-data row's metrics score the real test images the same way: what a perfect generator
+would reach. Prints one Markdown table and writes JSON.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import synthaug
 from synthaug.benchmark import environment, load_real_and_test, load_synthetic, train_and_test
+from synthaug.metrics import feature_classifier, quality_metrics
 from synthaug.train import resolve_device
 
 METRICS = ("label_agreement", "frechet_distance", "frechet_distance_per_class_mean", "precision", "recall", "density",
@@ -36,6 +38,9 @@ def main() -> None:
     recipe = synthaug.ClassifierRecipe(steps=args.steps)
     real, test, _ = load_real_and_test(args.real, args.test, None, progress=False)
     rows = {"real data": {**train_and_test(real.images, real.labels, test, recipe, device, False, "real")}}
+    # The real test images scored like a generator: the values a perfect generator would reach.
+    reference = quality_metrics(feature_classifier(real, progress=False), real, test.images, test.labels)
+    rows["real data"].update({k: reference[k] for k in METRICS})
     for spec in args.run:
         name, _, source = spec.partition("=")
         path, _, p = source.partition("@")

@@ -28,6 +28,7 @@ def test_bench_archs_and_quality(tiny_run, digits_splits, tmp_path):
     stdout, result = _bench("bench_archs", ["--real", real, "--test", test, "--run", f"conv={tiny_run}",
                                             "--per-class", "20", "--steps", "5"], tmp_path)
     assert "| conv |" in stdout and "| real data |" in stdout
+    assert result["rows"]["real data"]["label_agreement"] > 0.5  # the real test images, as a reference
     row = result["rows"]["conv"]
     assert 0.0 <= row["coverage"] <= 1.0 and 0.0 <= row["label_agreement"] <= 1.0 and row["train_images"] == 200
     stdout, result = _bench("bench_quality", ["--run", str(tiny_run), "--real", real, "--test", test,
