@@ -48,6 +48,8 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--lr-d", type=float, default=None)
 @click.option("--augment", default=None, metavar="POLICY",
               help="DiffAugment on real and fake images, e.g. translation,cutout,color (for small data sets).")
+@click.option("--class-balance/--no-class-balance", default=None,
+              help="Draw training images with equal probability per class (for imbalanced folders) [default: no].")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N [default: auto].")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -129,6 +131,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
               help="With a protocol: CPU/GPU minutes for each generator it fits.")
 @click.option("--augment", default="translation,cutout", show_default=True,
               help="With a protocol: DiffAugment policy for the generators it fits (small data).")
+@click.option("--class-balance/--no-class-balance", default=True, show_default=True,
+              help="With --imbalance: fit the generator with class-balanced sampling.")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="With a protocol: where its folders, runs and exports go [default: OUT/work].")
 @click.option("--device", default="auto", show_default=True)
@@ -137,8 +141,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 @click.option("--quiet", is_flag=True)
 def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, classifier: str, steps: int,
               ratios: str, seeds: int, seed: int, logreg: bool, real_fraction: str | None, imbalance: str | None,
-              keep: float, fit_minutes: float, augment: str, work: Path | None, device: str, out: Path | None,
-              quiet: bool) -> None:
+              keep: float, fit_minutes: float, augment: str, class_balance: bool, work: Path | None, device: str,
+              out: Path | None, quiet: bool) -> None:
     """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
     from synthaug import protocols
     from synthaug.benchmark import format_table, real_dir_of
@@ -158,6 +162,7 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
         write_protocol_report(report, out)
         click.echo(low_data_table(report))
     elif imbalance:
+        fit_settings["class_balance"] = class_balance
         report = protocols.imbalance(real, test, imbalance.split(","), work or out / "work", keep_fraction=keep,
                                      fit_settings=fit_settings, seeds=seeds, recipe=recipe, device=device,
                                      progress=not quiet)

@@ -58,6 +58,7 @@ class TrainConfig:
     augment: str = ""  # DiffAugment policy, e.g. "translation,cutout,color" (synthaug/augment.py)
     mode_seeking: float = 0.0  # weight of the MSGAN mode-seeking term in the generator loss (0: off)
     sample_every: int = 0  # epochs between grids/snapshots; 0: every epoch, or every ~200 steps on tiny data
+    class_balance: bool = False  # draw training images with equal total probability per class (rare classes)
 
 
 @dataclass(frozen=True)

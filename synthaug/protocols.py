@@ -96,7 +96,8 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
               progress: bool = True) -> dict[str, Any]:
     """Make `rare` classes keep only `keep_fraction` of their images, then compare per-class recall of:
     the imbalanced real set; the same with a class-weighted loss; and the same topped up with synthetic images
-    (`export --balance-to`) from a generator fitted on the imbalanced set alone.
+    (`export --balance-to`) from a generator fitted on the imbalanced set alone, with class-balanced sampling
+    unless `fit_settings` says `class_balance=False`.
     """
     from synthaug.train import resolve_device
 
@@ -116,7 +117,8 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
         keep.append(members)
     keep = np.concatenate(keep)
     folder = subset_folder(real_dir, work / "real-imbalanced", np.sort(keep))
-    syn = _fit_and_export(folder, work / "gan-imbalanced", fit_settings or {}, None, True, progress)
+    fit_settings = {"class_balance": True, **(fit_settings or {})}
+    syn = _fit_and_export(folder, work / "gan-imbalanced", fit_settings, None, True, progress)
     real, test, test_dir = load_real_and_test(folder, test_dir or test_split_of(real_dir), None, progress)
     syn_images, syn_labels = load_synthetic(syn, real.class_names)
     counts = torch.bincount(real.labels, minlength=len(real.class_names)).float()
@@ -134,6 +136,6 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
         results[name]["rare_recall"] = float(np.mean([results[name]["per_class_recall"][c] for c in rare_ids]))
     return {"protocol": "imbalance", "real": str(real_dir), "test": str(test_dir), "rare": list(rare),
             "keep_fraction": keep_fraction, "class_counts": counts.int().tolist(), "results": results,
-            "class_names": list(real.class_names), "synthetic": str(syn), "fit_settings": fit_settings or {},
+            "class_names": list(real.class_names), "synthetic": str(syn), "fit_settings": fit_settings,
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
             **environment(dev)}

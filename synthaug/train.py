@@ -219,6 +219,16 @@ class StopFlag:
             signal.signal(sig, old)
 
 
+def epoch_order(labels: torch.Tensor, generator: torch.Generator, class_balance: bool = False) -> torch.Tensor:
+    """One epoch's image indices: a permutation, or with `class_balance` as many draws with replacement, each
+    class equally likely (the generator's labels follow the real batch, so a rare class would otherwise get
+    almost no generator updates)."""
+    if not class_balance:
+        return torch.randperm(len(labels), generator=generator)
+    weights = 1.0 / torch.bincount(labels).double()[labels]
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+
 def fixed_grid_inputs(num_classes: int, latent: Callable[..., torch.Tensor], seed: int, per_row: int = 10):
     """Fixed noise and labels for the per-epoch grid: one row per class."""
     gen = torch.Generator().manual_seed(seed + 7919)
@@ -559,7 +569,7 @@ class Trainer:
         another world size continues at the same place in the permutation.
         """
         self.order_gen.set_state(self.order_state)
-        order = torch.randperm(self.images.shape[0], generator=self.order_gen).to(self.device)
+        order = epoch_order(self.labels.cpu(), self.order_gen, self.cfg.train.class_balance).to(self.device)
         gb, world, rank = self.global_batch, self.dist.world_size, self.dist.rank
         while self.images_in_epoch + gb <= self.images.shape[0]:
             idx = order[self.images_in_epoch + rank:self.images_in_epoch + gb:world]

@@ -94,6 +94,32 @@ def test_nothing_to_resume_and_bad_settings(digits_dir, tmp_path):
         synthaug.fit(digits_dir, tmp_path / "y", arch="transformer", progress=False)
 
 
+def test_class_balanced_epochs_draw_every_class_equally():
+    from synthaug.train import epoch_order
+
+    labels = torch.cat([torch.zeros(9000, dtype=torch.long), torch.ones(900, dtype=torch.long),
+                        torch.full((100,), 2, dtype=torch.long)])
+    plain = epoch_order(labels, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.sort(plain).values, torch.arange(10000))  # a permutation
+    order = epoch_order(labels, torch.Generator().manual_seed(0), class_balance=True)
+    again = epoch_order(labels, torch.Generator().manual_seed(0), class_balance=True)
+    assert torch.equal(order, again) and len(order) == 10000
+    share = torch.bincount(labels[order], minlength=3).float() / len(order)
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=0.03), share
+    assert len(torch.unique(order[labels[order] == 2])) > 90  # the rare class's images are all drawn, repeatedly
+
+
+def test_class_balanced_fit_is_recorded_and_resumes(digits_dir, tmp_path):
+    kwargs = dict(arch="mlp", epochs=1, batch_size=32, progress=False, seed=2, class_balance=True)
+    straight = synthaug.fit(digits_dir, tmp_path / "a", max_steps=10, **kwargs)
+    assert load_run_config(straight).train.class_balance is True
+    split = synthaug.fit(digits_dir, tmp_path / "b", max_steps=4, **kwargs)
+    synthaug.fit(digits_dir, split, resume=True, max_steps=10, progress=False)
+    a, b = load_safe(straight / "checkpoint.pt"), load_safe(split / "checkpoint.pt")
+    for key in a["generator"]:
+        torch.testing.assert_close(a["generator"][key], b["generator"][key])
+
+
 @pytest.mark.parametrize("arch", ["mlp-maxout", "dcgan", "sngan"])
 def test_every_architecture_trains_a_step(digits_dir, tmp_path, arch):
     run = synthaug.fit(digits_dir, tmp_path / arch, arch=arch, epochs=1, max_steps=3, batch_size=16,
