@@ -48,6 +48,9 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--lr-d", type=float, default=None)
 @click.option("--augment", default=None, metavar="POLICY",
               help="DiffAugment on real and fake images, e.g. translation,cutout,color (for small data sets).")
+@click.option("--mode-seeking", type=float, default=None, metavar="WEIGHT",
+              help="Weight of the MSGAN mode-seeking term against conditional mode collapse (0: off) "
+                   "[default: the architecture's own].")
 @click.option("--class-balance/--no-class-balance", default=None,
               help="Draw training images with equal probability per class (for imbalanced folders) [default: no].")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N [default: auto].")

@@ -16,10 +16,12 @@ def test_fit_export_inspect_benchmark(digits_splits, tmp_path):
     runner = CliRunner()
     run = tmp_path / "run"
     r = runner.invoke(cli, ["fit", str(digits_splits), "--out", str(run), "--arch", "mlp", "--max-steps", "4",
-                            "--batch-size", "32", "--ema", "--quiet"])
+                            "--batch-size", "32", "--ema", "--mode-seeking", "0.5", "--quiet"])
     assert r.exit_code == 0, r.output
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["root"].endswith("train") and config["model"]["ema"] is True  # mlp's own default: False
+    assert config["train"]["mode_seeking"] == 0.5  # mlp's own default: 0
+    assert "mode_seeking" in json.loads((run / "log.jsonl").read_text().splitlines()[-1])
     out = tmp_path / "s.h5"
     r = runner.invoke(cli, ["export", "--run", str(run), "--per-class", "5", "--out", str(out), "--quiet"])
     assert r.exit_code == 0 and "wrote 50 images" in r.output, r.output
