@@ -64,4 +64,6 @@ class DCGANDiscriminator(nn.Module):
 register_arch(Architecture(
     "dcgan", DCGANGenerator, DCGANDiscriminator,
     "DCGAN: transposed convolutions, BatchNorm except G output and D input, LeakyReLU in D, tanh out",
-    {"loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.999)}, default_width=64))
+    # The mode-seeking term is ours, not the seed's: without it the conditional generator learned to ignore z
+    # (Fashion-MNIST, 8 epochs: recall 0.00, coverage 0.02, one image per class in the sample grid).
+    {"loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.999), "mode_seeking": 1.0}, default_width=64))
