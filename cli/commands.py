@@ -134,6 +134,10 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
               help="With a protocol: CPU/GPU minutes for each generator it fits.")
 @click.option("--augment", default="translation,cutout", show_default=True,
               help="With a protocol: DiffAugment policy for the generators it fits (small data).")
+@click.option("--fit-arch", type=click.Choice(list_archs()), default=synthaug.DEFAULT_ARCH,
+              show_default=True, help="With a protocol: architecture of the generators it fits.")
+@click.option("--fit-ema/--fit-no-ema", default=None,
+              help="With a protocol: keep an EMA generator [default: the architecture's own].")
 @click.option("--class-balance/--no-class-balance", default=True, show_default=True,
               help="With --imbalance: fit the generator with class-balanced sampling.")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
@@ -144,8 +148,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 @click.option("--quiet", is_flag=True)
 def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, classifier: str, steps: int,
               ratios: str, seeds: int, seed: int, logreg: bool, real_fraction: str | None, imbalance: str | None,
-              keep: float, fit_minutes: float, augment: str, class_balance: bool, work: Path | None, device: str,
-              out: Path | None, quiet: bool) -> None:
+              keep: float, fit_minutes: float, augment: str, fit_arch: str, fit_ema: bool | None,
+              class_balance: bool, work: Path | None, device: str, out: Path | None, quiet: bool) -> None:
     """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
     from synthaug import protocols
     from synthaug.benchmark import format_table, real_dir_of
@@ -157,7 +161,7 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
     out = out or default_report_dir(real)
     recipe = synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed)
     ratio_list = tuple(float(r) for r in ratios.split(","))
-    fit_settings = {"minutes": fit_minutes, "epochs": 10_000, "augment": augment}
+    fit_settings = {"minutes": fit_minutes, "epochs": 10_000, "augment": augment, "arch": fit_arch, "ema": fit_ema}
     if real_fraction:
         report = protocols.low_data(real, test, [float(f) for f in real_fraction.split(",")], work or out / "work",
                                     fit_settings=fit_settings, synthetic_full=synthetic, ratios=ratio_list,

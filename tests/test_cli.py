@@ -34,6 +34,18 @@ def test_fit_export_inspect_benchmark(digits_splits, tmp_path):
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["results"]["synthetic"]["train_images"] == 50
 
 
+def test_benchmark_protocol_fits_the_chosen_architecture(digits_splits, tmp_path):
+    r = CliRunner().invoke(cli, ["benchmark", "--real", str(digits_splits / "train"), "--real-fraction", "0.5",
+                                 "--ratios", "1", "--steps", "5", "--fit-minutes", "0.02", "--fit-arch", "mlp",
+                                 "--fit-ema", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "rep"),
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    model = json.loads((tmp_path / "work" / "gan-0.5" / "run" / "config.json").read_text())["model"]
+    assert model["arch"] == "mlp" and model["ema"] is True  # the protocol's default would be sngan
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["fit_settings"]["arch"] == "mlp" and "0.5" in report["rows"]
+
+
 def test_errors_are_one_line_without_traceback(tmp_path):
     env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}
     (tmp_path / "empty").mkdir()
