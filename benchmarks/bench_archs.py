@@ -1,9 +1,10 @@
 """Every architecture on one data set, scored the way users care about, in one run.
 
     python benchmarks/bench_archs.py --real data/fashion/train --test data/fashion/test \
-        --run mlp-maxout=runs/mlp-maxout --run sngan=runs/sngan --run "sngan p>=0.9=runs/sngan@0.9"
+        --run mlp-maxout=runs/mlp-maxout --run sngan=runs/sngan --run "sngan p>=0.9=runs/sngan@0.9" --run "mlp-maxout |z|<=0.5=runs/mlp-maxout@t0.5"
 
-For each run: export `--per-class` images (with `@P`: at export --min-confidence P), train the benchmark's
+For each run: export `--per-class` images (with `@P`: at export --min-confidence P; with `@tT`: --truncation T;
+both: `@P,tT`), train the benchmark's
 classifier on them alone (the same recipe and budget as the real-data row) and test on the real test folder;
 label agreement and the classifier-feature Fréchet distance come from `synthaug.evaluate` against the real
 training folder. The real-data row's metrics score the real test images the same way: what a perfect generator
@@ -25,11 +26,22 @@ METRICS = ("label_agreement", "frechet_distance", "frechet_distance_per_class_me
            "coverage")
 
 
+def export_options(opts: str) -> tuple[float | None, float | None]:
+    """`"0.9,t0.5"` -> (min_confidence 0.9, truncation 0.5); either may be left out."""
+    p = t = None
+    for item in filter(None, opts.split(",")):
+        if item.startswith("t"):
+            t = float(item[1:])
+        else:
+            p = float(item)
+    return p, t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--real", required=True)
     parser.add_argument("--test", required=True)
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=RUN[@P]")
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=RUN[@P][,tT]")
     parser.add_argument("--per-class", type=int, default=6000)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--json", default="bench_archs.json")
@@ -43,17 +55,18 @@ def main() -> None:
     rows["real data"].update({k: reference[k] for k in METRICS})
     for spec in args.run:
         name, _, source = spec.partition("=")
-        path, _, p = source.partition("@")
+        path, _, opts = source.partition("@")
+        p, t = export_options(opts)
         stats: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
             syn = synthaug.export(path, Path(tmp) / "s.h5", per_class=args.per_class, seed=0, stats=stats,
-                                  min_confidence=float(p) if p else None, real=args.real, progress=False)
+                                  min_confidence=p, truncation=t, real=args.real, progress=False)
             images, labels = load_synthetic(syn, real.class_names)
             row = train_and_test(images, labels, test, recipe, device, False, name)
             metrics = synthaug.evaluate(syn, args.real, progress=False)
         cfg = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").is_file() else {}
         rows[name] = {**row, **{k: metrics[k] for k in METRICS}, "acceptance": stats.get("acceptance"),
-                      "run": path, "config": cfg}
+                      "min_confidence": p, "truncation": t, "run": path, "config": cfg}
         print(f"done {name}: {100 * row['accuracy']:.2f}%", flush=True)
     print("| training data | test accuracy | label agreement | feature FD (all / per class) | precision | recall | "
           "density | coverage |")

@@ -26,11 +26,13 @@ def _bench(name: str, args: list[str], tmp_path: Path) -> tuple[str, dict]:
 def test_bench_archs_and_quality(tiny_run, digits_splits, tmp_path):
     real, test = str(digits_splits / "train"), str(digits_splits / "test")
     stdout, result = _bench("bench_archs", ["--real", real, "--test", test, "--run", f"conv={tiny_run}",
-                                            "--per-class", "20", "--steps", "5"], tmp_path)
+                                            "--run", f"conv-t={tiny_run}@t0.5", "--per-class", "20", "--steps", "5"],
+                            tmp_path)
     assert "| conv |" in stdout and "| real data |" in stdout
     assert result["rows"]["real data"]["label_agreement"] > 0.5  # the real test images, as a reference
     row = result["rows"]["conv"]
     assert 0.0 <= row["coverage"] <= 1.0 and 0.0 <= row["label_agreement"] <= 1.0 and row["train_images"] == 200
+    assert row["truncation"] is None and result["rows"]["conv-t"]["truncation"] == 0.5
     stdout, result = _bench("bench_quality", ["--run", str(tiny_run), "--real", real, "--test", test,
                                               "--per-class", "20", "--steps", "5"], tmp_path)
     assert "| synthetic |" in stdout and "| recall |" in stdout

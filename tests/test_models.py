@@ -50,6 +50,8 @@ def test_latent_priors_and_truncation():
     g, _ = build_models(ModelConfig("mlp-maxout", 8, 1, 3))
     z = g.sample_latent(1000, torch.Generator().manual_seed(0))
     assert float(z.min()) >= -1 and float(z.max()) <= 1  # uniform on the hypercube, as in the paper
+    zt = g.sample_latent(1000, torch.Generator().manual_seed(0), truncation=0.5)
+    assert float(zt.abs().max()) <= 0.5 and float(zt.abs().max()) > 0.45  # truncation holds for uniform z too
     g2, _ = build_models(ModelConfig("conv", 8, 1, 3))
     t = g2.sample_latent(1000, torch.Generator().manual_seed(0), truncation=0.5)
     assert float(t.abs().max()) <= 0.5

@@ -33,7 +33,9 @@ class ConditionalGenerator(nn.Module):
                       device: torch.device | str = "cpu", truncation: float | None = None) -> torch.Tensor:
         """Draw n latent vectors from this generator's prior (a seeded torch.Generator makes it repeatable)."""
         if self.latent_distribution == "uniform":
-            return torch.rand(n, self.latent_dim, generator=generator, device=device) * 2 - 1
+            # The uniform prior on [-1, 1] truncated to |z| <= t is uniform on [-t, t].
+            scale = 1.0 if truncation is None else min(float(truncation), 1.0)
+            return (torch.rand(n, self.latent_dim, generator=generator, device=device) * 2 - 1) * scale
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         if truncation is not None:
             # Resample out-of-range entries (truncated normal), deterministic given the generator.
