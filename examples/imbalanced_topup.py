@@ -1,9 +1,10 @@
 """The imbalanced-data story: some classes are rare; does topping them up with synthetic images help?
 
-    python examples/imbalanced_topup.py --data data/fashion --rare Coat,Shirt,Pullover --keep 0.01 --minutes 10
+    python examples/imbalanced_topup.py --data data/fashion --rare Coat,Shirt,Pullover --keep 0.01 --minutes 6
 
 1. Make the rare classes keep only `--keep` of their training images (a symlink tree; nothing is copied).
-2. Fit a cGAN on that imbalanced folder alone (the rare classes' missing images are never seen).
+2. Fit a cGAN on that imbalanced folder alone (the rare classes' missing images are never seen), with an EMA
+   generator and class-balanced sampling.
 3. Export exactly what each class lacks to reach the largest class (`export --balance-to`).
 4. Train the same classifier on: the imbalanced set; the imbalanced set with a class-weighted loss; the
    imbalanced set plus the synthetic top-up. Test on the real test folder and compare recall of the rare classes.
@@ -23,15 +24,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="a folder with train/ and test/ splits")
     parser.add_argument("--rare", default="Coat,Shirt,Pullover", help="comma-separated class names")
     parser.add_argument("--keep", type=float, default=0.01, help="fraction of the rare classes' images kept")
-    parser.add_argument("--minutes", type=float, default=10.0, help="generator training budget")
-    parser.add_argument("--arch", default=synthaug.DEFAULT_ARCH)
+    parser.add_argument("--minutes", type=float, default=6.0, help="generator training budget")
+    # dcgan, not the library default sngan: in six CPU minutes its top-up lifted the rare classes' mean recall by
+    # 38.8 points on Fashion-MNIST, sngan's by 14.0 (README, "Rare classes").
+    parser.add_argument("--arch", default="dcgan")
     parser.add_argument("--steps", type=int, default=1000, help="classifier training steps")
     parser.add_argument("--work", type=Path, default=Path("imbalanced-work"))
     args = parser.parse_args()
 
     report = imbalance(args.data / "train", args.data / "test", args.rare.split(","), args.work / "work",
                        keep_fraction=args.keep,
-                       fit_settings={"arch": args.arch, "minutes": args.minutes, "epochs": 100_000,
+                       fit_settings={"arch": args.arch, "ema": True, "minutes": args.minutes, "epochs": 100_000,
                                      "augment": "translation,cutout"},
                        recipe=synthaug.ClassifierRecipe(steps=args.steps))
     write_protocol_report(report, args.work / "report")
