@@ -1,7 +1,8 @@
 """Every architecture on one data set, scored the way users care about, in one run.
 
     python benchmarks/bench_archs.py --real data/fashion/train --test data/fashion/test \
-        --run mlp-maxout=runs/mlp-maxout --run sngan=runs/sngan --run "sngan p>=0.9=runs/sngan@0.9" --run "mlp-maxout |z|<=0.5=runs/mlp-maxout@t0.5"
+        --run mlp-maxout=runs/mlp-maxout --run sngan=runs/sngan --run "sngan p>=0.9=runs/sngan@0.9" \
+        --run "mlp-maxout |z|<=0.5=runs/mlp-maxout@t0.5"
 
 For each run: export `--per-class` images (with `@P`: at export --min-confidence P; with `@tT`: --truncation T;
 both: `@P,tT`), train the benchmark's

@@ -82,7 +82,8 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
 @click.option("--classes", default=None, help="Comma-separated class names [default: all].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=int, default=None, help="[default: the best for the device]")
-@click.option("--truncation", type=float, default=None, help="Truncate the noise at this |z| (normal or uniform): fewer odd samples, less diversity.")
+@click.option("--truncation", type=float, default=None,
+              help="Truncate the noise (normal or uniform) at this |z|: fewer odd images, less diversity.")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None)
 @click.option("--min-confidence", type=float, default=None, metavar="P",
               help="Keep only images a classifier trained on the real data gives their class with probability >= P.")
