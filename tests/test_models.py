@@ -9,7 +9,7 @@ from synthaug.errors import SynthaugError
 from synthaug.models import Architecture, build_models, get_arch, list_archs, register_arch
 from synthaug.models.base import upsampling_plan
 
-ARCHS = ["mlp-maxout", "mlp", "conv", "dcgan", "sngan"]
+ARCHS = ["mlp-maxout", "mlp", "conv", "dcgan", "sngan", "sngan-cnn"]
 
 
 def test_registry_lists_every_seed_architecture():
