@@ -129,8 +129,13 @@ register_arch(Architecture(
     SNGAN_DEFAULTS, ema=True, default_width=DEFAULT_WIDTH))
 
 
+# The paper's CNN is 64-512 channels with a 3x3 conv between the stride-2 ones; 32 channels and no 3x3 in between
+# train 1.5x faster than the ResNet sngan on 2 CPU cores, at 0.55x dcgan's speed (benchmarks/bench_training.py).
+CNN_WIDTH = 32
+
+
 class CNNGenerator(ConditionalGenerator):
-    """SNGAN's "standard CNN" generator: z -> dense -> stride-2 ConvT stages, each CBN-ReLU -> CBN-ReLU-Conv3x3 -> tanh."""
+    """SNGAN's "standard CNN" G: z -> dense -> stride-2 ConvT stages after CBN-ReLU -> CBN-ReLU-Conv3x3 -> tanh."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg.latent_dim, cfg.num_classes, (cfg.channels, cfg.resolution, cfg.resolution))
@@ -168,13 +173,9 @@ class CNNProjectionDiscriminator(nn.Module):
         return self.head(self.net(x), labels)
 
 
-# The paper's CNN is 64-512 channels with a 3x3 conv between the stride-2 ones; 32 channels and no 3x3 in between keep
-# a training step near DCGAN's cost on 2 CPU cores (benchmarks/bench_training.py).
-CNN_WIDTH = 32
-
 register_arch(Architecture(
     "sngan-cnn", CNNGenerator, CNNProjectionDiscriminator,
-    "SNGAN recipe on the paper's standard-CNN backbone: conditional BN, SN projection D, hinge, TTUR, EMA",
+    "SNGAN recipe on the paper's standard-CNN backbone: conditional BN, SN projection D, hinge loss, EMA",
     # The paper's setting for its CNN (Miyato et al. 2018, Table 1 "C"); the TTUR setting learned the class condition
     # slower (4 CPU minutes on Fashion-MNIST: label agreement 0.26 against 0.53). Mode seeking as for dcgan.
     {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.999), "mode_seeking": 1.0}, ema=True,
