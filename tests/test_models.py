@@ -65,3 +65,14 @@ def test_upsampling_plan():
     assert upsampling_plan(8) == (4, 1)
     with pytest.raises(SynthaugError, match="not supported"):
         upsampling_plan(30)
+
+
+def test_sngan_discriminator_loads_checkpoints_from_before_the_shared_head():
+    torch.manual_seed(0)
+    _, d = build_models(ModelConfig("sngan", 8, 1, 3))
+    old = {k.replace("head.", "", 1): v for k, v in d.state_dict().items()}
+    assert "linear.bias" in old and not any(k.startswith("head.") for k in old)
+    _, fresh = build_models(ModelConfig("sngan", 8, 1, 3))
+    fresh.load_state_dict(old)  # strict: every key must find its place
+    for key, value in d.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value)

@@ -116,17 +116,22 @@ class ProjectionDiscriminator(nn.Module):
         self.blocks = nn.Sequential(*(DBlock(a, b, d, i == 0)
                                       for i, (a, b, d) in enumerate(zip(chans, chans[1:], downs))))
         self.head = ProjectionHead(chans[-1], cfg.num_classes)
+        self.register_load_state_dict_pre_hook(_rename_old_head_keys)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.head(F.relu(self.blocks(x)), labels)
 
 
-SNGAN_DEFAULTS = {"loss": "hinge", "lr_g": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.9)}
+def _rename_old_head_keys(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+    """Checkpoints from before the shared ProjectionHead keep `linear.*`/`embed.*`: move them under `head.`."""
+    for key in [k for k in state_dict if k.startswith((prefix + "linear.", prefix + "embed."))]:
+        state_dict[prefix + "head." + key[len(prefix):]] = state_dict.pop(key)
+
 
 register_arch(Architecture(
     "sngan", SNGANGenerator, ProjectionDiscriminator,
     "SNGAN + projection discriminator: conditional BN, spectral norm, hinge loss, TTUR, EMA generator",
-    SNGAN_DEFAULTS, ema=True, default_width=DEFAULT_WIDTH))
+    {"loss": "hinge", "lr_g": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.9)}, ema=True, default_width=DEFAULT_WIDTH))
 
 
 # The paper's CNN is 64-512 channels with a 3x3 conv between the stride-2 ones; 32 channels and no 3x3 in between
