@@ -91,41 +91,35 @@ class DBlock(nn.Module):
         return h + s
 
 
-class ProjectionHead(nn.Module):
-    """Global sum pool, then logit = linear(h) + <embed(y), h> (Miyato & Koyama 2018), spectrally normalised."""
+class ProjectionOutput(nn.Module):
+    """Base of the SNGAN discriminators: global sum pool, then logit = linear(h) + <embed(y), h> (Miyato & Koyama
+    2018), spectrally normalised; `linear` and `embed` sit on the discriminator itself, as checkpoints expect."""
 
     def __init__(self, features: int, num_classes: int):
         super().__init__()
         self.linear = spectral_norm(nn.Linear(features, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, features))
 
-    def forward(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def project(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Logits (N,) from features (N, C, H, W)."""
         h = h.sum(dim=(2, 3))
         return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
 
 
-class ProjectionDiscriminator(nn.Module):
+class ProjectionDiscriminator(ProjectionOutput):
     """SN residual blocks, ReLU, global sum pool; logit = linear(h) + <embed(y), h> (projection)."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
         _, stages = upsampling_plan(cfg.resolution)
         ch = cfg.width or DEFAULT_WIDTH
         chans = [cfg.channels] + [ch * 2 ** min(i, 1) for i in range(stages + 1)]
+        super().__init__(chans[-1], cfg.num_classes)
         downs = [True] * stages + [False]
         self.blocks = nn.Sequential(*(DBlock(a, b, d, i == 0)
                                       for i, (a, b, d) in enumerate(zip(chans, chans[1:], downs))))
-        self.head = ProjectionHead(chans[-1], cfg.num_classes)
-        self.register_load_state_dict_pre_hook(_rename_old_head_keys)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(F.relu(self.blocks(x)), labels)
-
-
-def _rename_old_head_keys(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
-    """Checkpoints from before the shared ProjectionHead keep `linear.*`/`embed.*`: move them under `head.`."""
-    for key in [k for k in state_dict if k.startswith((prefix + "linear.", prefix + "embed."))]:
-        state_dict[prefix + "head." + key[len(prefix):]] = state_dict.pop(key)
+        return self.project(F.relu(self.blocks(x)), labels)
 
 
 register_arch(Architecture(
@@ -160,22 +154,21 @@ class CNNGenerator(ConditionalGenerator):
         return torch.tanh(self.out(F.relu(self.norms[-1](h, labels))))
 
 
-class CNNProjectionDiscriminator(nn.Module):
+class CNNProjectionDiscriminator(ProjectionOutput):
     """SNGAN's "standard CNN" discriminator (SN convs, LeakyReLU 0.1), trimmed for CPUs, with the projection head."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
         _, stages = upsampling_plan(cfg.resolution)
         ch = cfg.width or CNN_WIDTH
         chans = [ch * 2 ** i for i in range(stages + 1)]
+        super().__init__(chans[-1], cfg.num_classes)
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(cfg.channels, chans[0], 3, 1, 1)), nn.LeakyReLU(0.1)]
         for a, b in zip(chans, chans[1:]):
             layers += [spectral_norm(nn.Conv2d(a, b, 4, 2, 1)), nn.LeakyReLU(0.1)]
         self.net = nn.Sequential(*layers)
-        self.head = ProjectionHead(chans[-1], cfg.num_classes)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x), labels)
+        return self.project(self.net(x), labels)
 
 
 register_arch(Architecture(
