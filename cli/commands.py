@@ -128,6 +128,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
               help="Add logistic regression on pixels as a sanity anchor.")
 @click.option("--real-fraction", default=None, metavar="F1,F2,..",
               help="Low-data protocol: fit a generator on each fraction of --real and compare (e.g. 0.01,0.1,1).")
+@click.option("--headroom", is_flag=True,
+              help="With --real-fraction: mix in held-out real images instead of synthetic ones (a perfect generator).")
 @click.option("--imbalance", default=None, metavar="CLASS1,CLASS2,..",
               help="Imbalance protocol: these classes keep --keep of their images; compare weighting and top-up.")
 @click.option("--keep", type=float, default=0.01, show_default=True, help="With --imbalance: fraction kept.")
@@ -148,8 +150,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
               help="Report folder [default: reports/<data name>-<time>].")
 @click.option("--quiet", is_flag=True)
 def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, classifier: str, steps: int,
-              ratios: str, seeds: int, seed: int, logreg: bool, real_fraction: str | None, imbalance: str | None,
-              keep: float, fit_minutes: float, augment: str, fit_arch: str, fit_ema: bool | None,
+              ratios: str, seeds: int, seed: int, logreg: bool, real_fraction: str | None, headroom: bool,
+              imbalance: str | None, keep: float, fit_minutes: float, augment: str, fit_arch: str, fit_ema: bool | None,
               class_balance: bool, work: Path | None, device: str, out: Path | None, quiet: bool) -> None:
     """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
     from synthaug import protocols
@@ -163,10 +165,17 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
     recipe = synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed)
     ratio_list = tuple(float(r) for r in ratios.split(","))
     fit_settings = {"minutes": fit_minutes, "epochs": 10_000, "augment": augment, "arch": fit_arch, "ema": fit_ema}
+    if headroom and not real_fraction:
+        raise click.UsageError("--headroom needs --real-fraction F1,F2,.. (each below 1: held-out images must remain)")
     if real_fraction:
-        report = protocols.low_data(real, test, [float(f) for f in real_fraction.split(",")], work or out / "work",
-                                    fit_settings=fit_settings, synthetic_full=synthetic, ratios=ratio_list,
-                                    seeds=seeds, recipe=recipe, device=device, progress=not quiet)
+        fractions = [float(f) for f in real_fraction.split(",")]
+        if headroom:
+            report = protocols.headroom(real, test, fractions, ratios=ratio_list, seeds=seeds, recipe=recipe,
+                                        device=device, progress=not quiet)
+        else:
+            report = protocols.low_data(real, test, fractions, work or out / "work", fit_settings=fit_settings,
+                                        synthetic_full=synthetic, ratios=ratio_list, seeds=seeds, recipe=recipe,
+                                        device=device, progress=not quiet)
         write_protocol_report(report, out)
         click.echo(low_data_table(report))
     elif imbalance:

@@ -1,4 +1,5 @@
-"""Benchmark protocols for the questions users ask: little real data, and rare classes.
+"""Benchmark protocols for the questions users ask: little real data, rare classes, and what a perfect
+generator could buy at all.
 
 Each protocol builds its training folders as symlink trees over the real folder (nothing is copied), fits a
 generator on exactly the data the classifier may see (never on images it must not), exports, and runs the
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from synthaug.benchmark import (environment, load_real_and_test, load_synthetic, stratified_indices, summarise,
-                                test_split_of, train_and_test)
+                                test_split_of, train_and_test, training_sets)
 from synthaug.classify import ClassifierRecipe
 from synthaug.data.folder import scan_folder
 from synthaug.errors import DataError
@@ -88,6 +89,52 @@ def low_data(real_dir: str | Path, test_dir: str | Path | None, fractions: Seque
     return {"protocol": "low_data", "real": str(real_dir), "fractions": list(fractions), "ratios": list(ratios),
             "rows": rows, "class_names": list(index.class_names), "fit_settings": fit_settings or {},
             "recipe": dataclasses.asdict(recipe or ClassifierRecipe()), **environment(torch.device("cpu"))}
+
+
+def held_out_split(labels: np.ndarray, fraction: float, ratio: float,
+                   source: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """`low_data`'s stratified subset for `fraction`, and `ratio` times its size of the other images, per class."""
+    keep = stratified_indices(labels, fraction, seed=0)
+    rest = np.setdiff1d(np.arange(len(labels)), keep)
+    want = int(np.ceil(ratio * len(keep)))
+    if want > len(rest):
+        raise DataError(f"{source}: fraction {fraction:g} at ratio {ratio:g} needs {want} held-out images, "
+                        f"but only {len(rest)} remain; use a smaller fraction or ratio")
+    return keep, rest[stratified_indices(labels[rest], want / len(rest), seed=1)]
+
+
+def headroom(real_dir: str | Path, test_dir: str | Path | None, fractions: Sequence[float], *,
+             ratios: Sequence[float] = (1.0,), seeds: int = 1, recipe: ClassifierRecipe | None = None,
+             device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """The low-data protocol with a perfect generator: each fraction of the real folder (the same subset as
+    `low_data`'s) mixed at `ratios` with held-out real images of the same folder, disjoint from it and drawn
+    per class, in place of synthetic ones; the same classifier recipe. Its gains bound what any generator fitted
+    on that fraction can add at that budget.
+    """
+    from synthaug.train import resolve_device
+
+    recipe = recipe or ClassifierRecipe()
+    full, test, test_dir = load_real_and_test(real_dir, test_dir, None, progress)
+    labels = full.labels.numpy()
+    dev = resolve_device(device)
+    rows = {}
+    for f in fractions:
+        keep, held = held_out_split(labels, f, max(ratios), real_dir)
+        real, oracle = full.subset(keep), full.subset(held)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for s in range(seeds):
+            seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
+            sets = training_sets(real, oracle.images, oracle.labels, tuple(ratios), seeded.seed)
+            for name, (images, y) in sets.items():
+                name = name.replace("synthetic", "held-out only").replace("mixed", "real + held-out")
+                runs.setdefault(name, []).append(train_and_test(images, y, test, seeded, dev, progress,
+                                                                f"{f:g}: {name} (seed {seeded.seed})"))
+        rows[f"{f:g}"] = {"fraction": f, "real_images": len(keep), "held_out_images": len(held),
+                          "results": {name: summarise(r) for name, r in runs.items()}}
+    return {"protocol": "headroom", "real": str(real_dir), "test": str(test_dir), "fractions": list(fractions),
+            "ratios": list(ratios), "rows": rows, "class_names": list(full.class_names),
+            "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
+            **environment(dev)}
 
 
 def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[str], work: str | Path, *,

@@ -93,6 +93,10 @@ def write_protocol_report(report: dict[str, Any], folder: str | Path) -> Path:
     if report["protocol"] == "low_data":
         md = ["# synthaug low-data benchmark", "", f"Real: `{report['real']}`; generator fitted on each fraction "
               f"alone ({json.dumps(report['fit_settings'])}).", "", low_data_table(report)]
+    elif report["protocol"] == "headroom":
+        md = ["# synthaug headroom benchmark", "", f"Real: `{report['real']}`; each fraction mixed with held-out "
+              "real images of the same folder in place of synthetic ones: what a perfect generator would add.", "",
+              low_data_table(report)]
     else:
         plots.per_class_recall(report["results"], report["class_names"], folder / "per_class_recall.png")
         plots.confusion_matrices(report["results"], report["class_names"], folder / "confusion.png")

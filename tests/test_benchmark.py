@@ -10,6 +10,7 @@ from PIL import Image
 import synthaug
 from synthaug import protocols
 from synthaug.benchmark import LOGREG, format_table, stratified_indices
+from synthaug.errors import DataError
 from synthaug.report import imbalance_table, low_data_table, write_protocol_report
 
 TINY = synthaug.ClassifierRecipe(steps=60, batch_size=64)
@@ -44,6 +45,29 @@ def test_stratified_fraction_keeps_every_class():
     idx = stratified_indices(labels, 0.1, seed=0)
     assert np.bincount(labels[idx]).tolist() == [10, 1, 1]
     assert (stratified_indices(labels, 0.1, seed=0) == idx).all()
+
+
+def test_held_out_split_is_disjoint_per_class_and_bounded():
+    labels = np.repeat(np.arange(3), [100, 50, 20])
+    keep, held = protocols.held_out_split(labels, 0.1, 2.0, "data")
+    assert (keep == stratified_indices(labels, 0.1, seed=0)).all()  # the subset low_data fits its generator on
+    assert not set(keep.tolist()) & set(held.tolist()) and len(held) == 2 * len(keep)
+    assert np.bincount(labels[held]).tolist() == [20, 10, 4]  # the subset's class proportions, twice over
+    with pytest.raises(DataError, match="data: fraction 0.5 at ratio 2 needs 170 held-out images, but only 85 remain"):
+        protocols.held_out_split(labels, 0.5, 2.0, "data")
+
+
+def test_headroom_protocol_mixes_held_out_real_images(digits_splits, tmp_path):
+    report = protocols.headroom(digits_splits / "train", None, [0.25], ratios=(0.5, 1.0), recipe=TINY,
+                                progress=False)
+    row = report["rows"]["0.25"]
+    assert row["real_images"] == 350 and row["held_out_images"] == 350
+    counts = {name: r["train_images"] for name, r in row["results"].items()}
+    assert counts == {"real": 350, "held-out only": 350, "real + held-out x0.5": 525, "real + held-out x1": 700}
+    assert all(r["accuracy"] > 0.3 for r in row["results"].values())  # real digits: far above chance (0.1)
+    write_protocol_report(report, tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "headroom" in md and "| 0.25 | 350 |" in md
 
 
 @pytest.mark.slow

@@ -46,6 +46,17 @@ def test_benchmark_protocol_fits_the_chosen_architecture(digits_splits, tmp_path
     assert report["fit_settings"]["arch"] == "mlp" and "0.5" in report["rows"]
 
 
+def test_benchmark_headroom_needs_a_fraction_and_writes_its_report(digits_splits, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["benchmark", "--real", str(digits_splits / "train"), "--headroom"])
+    assert r.exit_code == 2 and "--headroom needs --real-fraction" in r.output
+    r = runner.invoke(cli, ["benchmark", "--real", str(digits_splits / "train"), "--real-fraction", "0.25",
+                            "--headroom", "--ratios", "1", "--steps", "5", "--out", str(tmp_path / "rep"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "| 0.25 | 350 |" in r.output and "real + held-out x1" in r.output
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["protocol"] == "headroom"
+
+
 def test_errors_are_one_line_without_traceback(tmp_path):
     env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}
     (tmp_path / "empty").mkdir()
