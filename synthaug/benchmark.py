@@ -68,6 +68,19 @@ def train_and_test(images: torch.Tensor, labels: torch.Tensor, test: LabelledIma
             **classification_report(test.labels.numpy(), pred, k)}
 
 
+def compare(real: LabelledImages, syn_images: torch.Tensor | None, syn_labels: torch.Tensor | None,
+            test: LabelledImages, *, ratios: tuple[float, ...], seeds: int, recipe: ClassifierRecipe,
+            device: torch.device, progress: bool, desc: str = "") -> dict[str, dict[str, Any]]:
+    """Every training set of `training_sets`, trained with seeds recipe.seed, +1, ... and tested; summaries by name."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for s in range(seeds):
+        seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
+        for name, (images, labels) in training_sets(real, syn_images, syn_labels, ratios, seeded.seed).items():
+            runs.setdefault(name, []).append(train_and_test(images, labels, test, seeded, device, progress,
+                                                            f"{desc}{name} (seed {seeded.seed})"))
+    return {name: summarise(r) for name, r in runs.items()}
+
+
 def logistic_regression(real: LabelledImages, test: LabelledImages, seed: int = 0) -> dict[str, Any]:
     """The sanity anchor: scikit-learn's logistic regression on raw pixels."""
     from sklearn.linear_model import LogisticRegression
@@ -127,13 +140,8 @@ def benchmark(real_dir: str | Path, test_dir: str | Path | None, synthetic: str 
         real = fraction_of(real, real_fraction)
     syn_images, syn_labels = load_synthetic(synthetic, real.class_names) if synthetic is not None else (None, None)
     dev = resolve_device(device)
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for s in range(seeds):
-        seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
-        for name, (images, labels) in training_sets(real, syn_images, syn_labels, ratios, seeded.seed).items():
-            runs.setdefault(name, []).append(train_and_test(images, labels, test, seeded, dev, progress,
-                                                            f"{name} (seed {seeded.seed})"))
-    results = {name: summarise(r) for name, r in runs.items()}
+    results = compare(real, syn_images, syn_labels, test, ratios=ratios, seeds=seeds, recipe=recipe, device=dev,
+                      progress=progress)
     if logreg:
         results[LOGREG] = summarise([logistic_regression(real, test, recipe.seed)])
     report = {"results": results, "class_names": list(real.class_names), "real": str(real_dir),

@@ -1,9 +1,10 @@
 """Benchmark protocols for the questions users ask: little real data, rare classes, and what a perfect
 generator could buy at all.
 
-Each protocol builds its training folders as symlink trees over the real folder (nothing is copied), fits a
-generator on exactly the data the classifier may see (never on images it must not), exports, and runs the
-benchmark. Runs and exports are kept in `work` and reused when present, so a stopped protocol picks up again.
+The generator protocols build their training folders as symlink trees over the real folder (nothing is copied),
+fit a generator on exactly the data the classifier may see (never on images it must not), export, and run the
+benchmark; `headroom` mixes in held-out real images instead and fits nothing. Runs and exports are kept in `work`
+and reused when present, so a stopped protocol picks up again.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthaug.benchmark import (environment, load_real_and_test, load_synthetic, stratified_indices, summarise,
-                                test_split_of, train_and_test, training_sets)
+from synthaug.benchmark import (compare, environment, load_real_and_test, load_synthetic, stratified_indices,
+                                summarise, test_split_of, train_and_test)
 from synthaug.classify import ClassifierRecipe
 from synthaug.data.folder import scan_folder
 from synthaug.errors import DataError
@@ -120,17 +121,12 @@ def headroom(real_dir: str | Path, test_dir: str | Path | None, fractions: Seque
     rows = {}
     for f in fractions:
         keep, held = held_out_split(labels, f, max(ratios), real_dir)
-        real, oracle = full.subset(keep), full.subset(held)
-        runs: dict[str, list[dict[str, Any]]] = {}
-        for s in range(seeds):
-            seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
-            sets = training_sets(real, oracle.images, oracle.labels, tuple(ratios), seeded.seed)
-            for name, (images, y) in sets.items():
-                name = name.replace("synthetic", "held-out only").replace("mixed", "real + held-out")
-                runs.setdefault(name, []).append(train_and_test(images, y, test, seeded, dev, progress,
-                                                                f"{f:g}: {name} (seed {seeded.seed})"))
+        oracle = full.subset(held)
+        results = compare(full.subset(keep), oracle.images, oracle.labels, test, ratios=tuple(ratios), seeds=seeds,
+                          recipe=recipe, device=dev, progress=progress, desc=f"{f:g}: ")
         rows[f"{f:g}"] = {"fraction": f, "real_images": len(keep), "held_out_images": len(held),
-                          "results": {name: summarise(r) for name, r in runs.items()}}
+                          "results": {name.replace("synthetic", "held-out only").replace("mixed", "real + held-out"): r
+                                      for name, r in results.items()}}
     return {"protocol": "headroom", "real": str(real_dir), "test": str(test_dir), "fractions": list(fractions),
             "ratios": list(ratios), "rows": rows, "class_names": list(full.class_names),
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),

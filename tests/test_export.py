@@ -215,7 +215,7 @@ def test_engine_options_precision_and_compile(tiny_run, tmp_path):
     plain = synthaug.export(tiny_run, tmp_path / "fp32.h5", per_class=200, seed=3, progress=False)
     bf16 = synthaug.export(tiny_run, tmp_path / "bf16.h5", per_class=200, seed=3, precision="bf16", progress=False)
     compiled = synthaug.export(tiny_run, tmp_path / "c.h5", per_class=200, seed=3, compile=True, progress=False)
-    (a, la, _), (b, lb, attrs), (c, lc, _) = _arrays(plain), _arrays(bf16), _arrays(compiled)
+    (a, la, _), (b, lb, _), (c, lc, _) = _arrays(plain), _arrays(bf16), _arrays(compiled)
     assert la.tobytes() == lb.tobytes() == lc.tobytes()
     assert validate_export(bf16).provenance["precision"] == "bf16"
     # bf16 changes pixels a little (it is a different computation), never the picture
