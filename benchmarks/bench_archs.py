@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import synthaug
+from synthaug import ExportConfig, SamplingConfig
 from synthaug.benchmark import environment, load_real_and_test, load_synthetic, train_and_test
 from synthaug.metrics import feature_classifier, quality_metrics
 from synthaug.train import resolve_device
@@ -60,8 +61,7 @@ def main() -> None:
         p, t = export_options(opts)
         stats: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
-            syn = synthaug.export(path, Path(tmp) / "s.h5", per_class=args.per_class, seed=0, stats=stats,
-                                  min_confidence=p, truncation=t, real=args.real, progress=False)
+            syn = synthaug.export(path, Path(tmp) / "s.h5", ExportConfig(per_class=args.per_class, seed=0, real=str(args.real), sampling=SamplingConfig(min_confidence=p, truncation=t)), stats=stats, progress=False)
             images, labels = load_synthetic(syn, real.class_names)
             row = train_and_test(images, labels, test, recipe, device, False, name)
             metrics = synthaug.evaluate(syn, args.real, progress=False)

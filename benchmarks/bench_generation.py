@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 import synthaug
+from synthaug import ExportConfig, SamplingConfig
 from synthaug.config import ModelConfig
 from synthaug.models import build_models
 
@@ -133,15 +134,12 @@ def main() -> None:
         if source is None:
             raise SystemExit("pass --run or --pretrained for the export measurements")
         per_class = args.images // gen.num_classes
-        h5_ratio, bare = over_bare_forward(gen, best["batch"], args.images, lambda stats: synthaug.export(
-            source, work / "a.h5", per_class=per_class, batch_size=best["batch"], progress=False, stats=stats))
-        synthaug.export(source, work / "b.h5", per_class=per_class, batch_size=best["batch"] * 4, progress=False)
+        h5_ratio, bare = over_bare_forward(gen, best["batch"], args.images, lambda stats: synthaug.export(source, work / "a.h5", ExportConfig(per_class=per_class, batch_size=best["batch"]), progress=False, stats=stats))
+        synthaug.export(source, work / "b.h5", ExportConfig(per_class=per_class, batch_size=best["batch"] * 4), progress=False)
         with h5py.File(work / "a.h5") as fa, h5py.File(work / "b.h5") as fb:
             identical = fa["images"][()].tobytes() == fb["images"][()].tobytes() and \
                 fa["labels"][()].tobytes() == fb["labels"][()].tobytes()
-        folder_ratio, _ = over_bare_forward(gen, best["batch"], args.images // 3, lambda stats: synthaug.export(
-            source, work / "png", per_class=max(1, per_class // 3), batch_size=best["batch"], progress=False,
-            stats=stats))
+        folder_ratio, _ = over_bare_forward(gen, best["batch"], args.images // 3, lambda stats: synthaug.export(source, work / "png", ExportConfig(per_class=max(1, per_class // 3), batch_size=best["batch"]), progress=False, stats=stats))
         # DataLoader: a 60k-image export (tiled from the one just written) vs in-memory and naive reads.
         with h5py.File(work / "a.h5") as f:
             images, labels = f["images"][()], f["labels"][()]

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import synthaug
+from synthaug import ExportConfig, SamplingConfig
 from synthaug.benchmark import format_table
 
 
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--json", default="bench_quality.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        syn = synthaug.export(args.run, Path(tmp) / "s.h5", per_class=args.per_class, progress=False)
+        syn = synthaug.export(args.run, Path(tmp) / "s.h5", ExportConfig(per_class=args.per_class), progress=False)
         report = synthaug.benchmark(args.real, args.test, syn, recipe=synthaug.ClassifierRecipe(steps=args.steps),
                                     progress=False)
         metrics = synthaug.evaluate(syn, args.real, progress=False)

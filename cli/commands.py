@@ -1,6 +1,8 @@
 """The commands, each a few lines over `synthaug`'s public API."""
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -8,8 +10,11 @@ import click
 
 import synthaug
 from synthaug import distributed
+from synthaug import runs as synthaug_runs
 from synthaug.models import list_archs
 from synthaug_cli.main import cli
+
+export_mod = importlib.import_module("synthaug.export")  # the module: synthaug.export is the function
 
 
 @cli.group()
@@ -66,6 +71,41 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
         click.echo(f"run folder: {run}")
 
 
+def _sampling_overrides(truncation: float | None, latent_scale: float | None, min_confidence: float | None,
+                        soft_labels: bool | None, snapshots: str | None) -> dict:
+    """The sampling flags a user set (None: not set, so the run's sampling.json or the default stands)."""
+    return {"truncation": truncation, "latent_scale": latent_scale, "min_confidence": min_confidence,
+            "soft_labels": soft_labels, "snapshots": tuple(snapshots.split(",")) if snapshots else None}
+
+
+def _source(value: Path | None) -> Path:
+    """A run folder, generator file or pretrained name; default the latest run under ./runs."""
+    if value is None:
+        return synthaug.latest_run()
+    if not value.exists() and str(value) in synthaug.list_pretrained():
+        return synthaug.pretrained_path(str(value))
+    return value
+
+
+def sampling_options(f):
+    """The sampling flags shared by export and benchmark."""
+    options = [
+        click.option("--truncation", type=float, default=None,
+                     help="Truncate the noise (normal or uniform) at this |z|: fewer odd images, less diversity."),
+        click.option("--latent-scale", type=float, default=None, metavar="S",
+                     help="Multiply the normal prior by S (>1 widens, <1 narrows) [default: sampling.json or 1]."),
+        click.option("--min-confidence", type=float, default=None, metavar="P",
+                     help="Keep only images the teacher gives their class with probability >= P."),
+        click.option("--soft-labels/--hard-labels", default=None,
+                     help="Store the teacher's class probabilities beside the labels (HDF5 format version 2)."),
+        click.option("--snapshots", default=None, metavar="E1,E2,..",
+                     help="Pool these generator snapshots of the run (names under RUN/generators/)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.option("--run", "--source", "run", type=click.Path(path_type=Path), default=None,
               help="Run folder or generator .pt [default: the latest under ./runs]. Under torchrun write --source "
@@ -77,18 +117,15 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
               help="Instead of --per-class: top up this real folder's classes to its largest (or --target).")
 @click.option("--target", type=int, default=None, help="With --balance-to: the count every class should reach.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="OUT.h5 / OUT.hdf5, or a folder.")
-@click.option("--format", "fmt", type=click.Choice(["hdf5", "folder"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(export_mod.WRITERS.names()), default=None,
               help="[default: from --out]")
 @click.option("--classes", default=None, help="Comma-separated class names [default: all].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=int, default=None, help="[default: the best for the device]")
-@click.option("--truncation", type=float, default=None,
-              help="Truncate the noise (normal or uniform) at this |z|: fewer odd images, less diversity.")
+@sampling_options
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None)
-@click.option("--min-confidence", type=float, default=None, metavar="P",
-              help="Keep only images a classifier trained on the real data gives their class with probability >= P.")
 @click.option("--real", type=click.Path(path_type=Path), default=None,
-              help="With --min-confidence: the real folder [default: the run's training folder].")
+              help="The real folder the teacher learns from [default: the run's training folder].")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Run the generator under autocast at this precision (bf16/fp16: for GPUs).")
@@ -96,25 +133,31 @@ def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, reso
 @click.option("--resume", is_flag=True, help="Continue an interrupted export with the same settings.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists (only once the new one is complete).")
 @click.option("--quiet", is_flag=True)
-def export(run: Path | None, pretrained: str | None, classes: str | None, quiet: bool, **options) -> None:
+def export(run: Path | None, pretrained: str | None, classes: str | None, quiet: bool, out: Path,
+           truncation: float | None, latent_scale: float | None, min_confidence: float | None,
+           soft_labels: bool | None, snapshots: str | None, **options) -> None:
     """Generate a class-balanced synthetic data set from a trained generator."""
     if (options["per_class"] is None) == (options["balance_to"] is None):
         raise click.UsageError("give exactly one of --per-class N and --balance-to DIR")
-    source = synthaug.pretrained_path(pretrained) if pretrained else (run or synthaug.latest_run())
+    source = synthaug.pretrained_path(pretrained) if pretrained else _source(run)
+    sampling = export_mod.resolve_sampling(source, None, _sampling_overrides(truncation, latent_scale,
+                                                                             min_confidence, soft_labels, snapshots))
+    config = synthaug.ExportConfig(classes=tuple(classes.split(",")) if classes else None, sampling=sampling,
+                                   **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
     stats: dict = {}
-    out = synthaug.export(source, classes=classes.split(",") if classes else None, progress=not quiet,
-                          stats=stats, **options)
+    written = synthaug.export(source, out, config, progress=not quiet, stats=stats)
     if not distributed.current().is_main:
         return
-    click.echo(f"wrote {stats['images']} images to {out} ({stats['images_per_s']:.0f} images/s)")
+    click.echo(f"wrote {stats['images']} images to {written} ({stats['images_per_s']:.0f} images/s)")
     if "acceptance" in stats:
         rates = ", ".join(f"{name} {100 * r:.1f}%" for name, r in stats["acceptance"].items())
-        click.echo(f"acceptance at min-confidence {options['min_confidence']}: {rates}")
+        click.echo(f"acceptance at min-confidence {sampling.min_confidence}: {rates}")
 
 
 @cli.command()
 @click.option("--synthetic", type=click.Path(path_type=Path), default=None,
-              help="An HDF5 export (for --real-fraction: the one made from all of --real).")
+              help="An HDF5 export, or a run / generator file / pretrained name: fresh images every epoch "
+                   "(for --real-fraction: the export made from all of --real).")
 @click.option("--real", type=click.Path(path_type=Path), default=None,
               help="Real training folder [default: the folder the export's run was trained on].")
 @click.option("--test", type=click.Path(path_type=Path), default=None,
@@ -122,6 +165,12 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 @click.option("--classifier", type=click.Choice(synthaug.list_classifiers()), default="cnn", show_default=True)
 @click.option("--steps", type=int, default=1000, show_default=True, help="Training steps per classifier.")
 @click.option("--ratios", default="0.25,0.5,1,2", show_default=True, help="Synthetic-per-real ratios (mixed sets).")
+@click.option("--mix-recipe", "mix_recipes", default="concat", show_default=True, metavar="R1,R2,..",
+              help="How real and synthetic images meet, each reported side by side at the same step budget: concat, "
+                   "weighted:W (synthetic share of every batch), finetune[:F] (synthetic first, then real).")
+@click.option("--labels", type=click.Choice(["auto", "hard", "soft"]), default="auto", show_default=True,
+              help="Train synthetic conditions on hard labels, on the teacher's soft labels, or both when available.")
+@sampling_options
 @click.option("--seeds", type=int, default=1, show_default=True, help="Repeat every condition with this many seeds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="First classifier seed.")
 @click.option("--logreg/--no-logreg", default=True, show_default=True,
@@ -150,7 +199,9 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
               help="Report folder [default: reports/<data name>-<time>].")
 @click.option("--quiet", is_flag=True)
 def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, classifier: str, steps: int,
-              ratios: str, seeds: int, seed: int, logreg: bool, real_fraction: str | None, headroom: bool,
+              ratios: str, mix_recipes: str, labels: str, truncation: float | None, latent_scale: float | None,
+              min_confidence: float | None, soft_labels: bool | None, snapshots: str | None,
+              seeds: int, seed: int, logreg: bool, real_fraction: str | None, headroom: bool,
               imbalance: str | None, keep: float, fit_minutes: float, augment: str, fit_arch: str, fit_ema: bool | None,
               class_balance: bool, work: Path | None, device: str, out: Path | None, quiet: bool) -> None:
     """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
@@ -160,7 +211,11 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
 
     if synthetic is None and real is None:
         raise click.UsageError("give --synthetic EXPORT, or --real DIR with --real-fraction or --imbalance")
-    real = real or real_dir_of(synthetic)
+    if synthetic is not None:
+        synthetic = _source(synthetic)
+    is_file = synthetic is not None and synthetic.suffix.lower() in (".h5", ".hdf5")
+    if real is None:
+        real = real_dir_of(synthetic) if is_file else synthaug_runs.training_folder(synthetic)
     out = out or default_report_dir(real)
     recipe = synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed)
     ratio_list = tuple(float(r) for r in ratios.split(","))
@@ -188,8 +243,11 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
     else:
         if synthetic is None:
             raise click.UsageError("give --synthetic EXPORT (or a protocol: --real-fraction / --imbalance)")
+        overrides = _sampling_overrides(truncation, latent_scale, min_confidence, soft_labels, snapshots)
+        sampling = None if is_file else export_mod.resolve_sampling(synthetic, None, overrides)
         report = synthaug.benchmark(real, test, synthetic, recipe=recipe, ratios=ratio_list, seeds=seeds,
-                                    logreg=logreg, device=device, out=out, progress=not quiet)
+                                    logreg=logreg, device=device, out=out, progress=not quiet,
+                                    mixes=tuple(mix_recipes.split(",")), labels=labels, sampling=sampling)
         click.echo(format_table(report))
     click.echo(f"wrote {out}")
 
@@ -246,3 +304,30 @@ def select_best(run: Path, from_epoch: int, quiet: bool) -> None:
     for name, s in result["scores"].items():
         click.echo(f"{name}  FD {s['frechet_distance']:8.3f}  agreement {100 * s['label_agreement']:.1f}%"
                    + ("  <- best" if name == result["best"] else ""))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path), required=False)
+@click.option("--real", type=click.Path(path_type=Path), default=None,
+              help="Training folder to split [default: the run's]. Its test/ sibling is never opened.")
+@click.option("--holdout", type=float, default=0.1, show_default=True, help="Validation share of each class.")
+@click.option("--steps", type=int, default=400, show_default=True, help="Steps of each trial's classifier.")
+@click.option("--teacher-steps", type=int, default=1500, show_default=True, help="Steps of the teacher.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True)
+def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teacher_steps: int, device: str,
+         quiet: bool) -> None:
+    """Choose snapshots, latent scale, filter and labels of RUN by validation accuracy; write RUN/sampling.json."""
+    from synthaug.tune import TUNE_RECIPE, format_trials
+
+    if not 0.0 < holdout < 1.0:
+        raise click.UsageError(f"--holdout must lie strictly between 0 and 1 (got {holdout})")
+    if steps < 1 or teacher_steps < 1:
+        raise click.UsageError("--steps and --teacher-steps must be at least 1")
+    recipe = dataclasses.replace(TUNE_RECIPE, steps=steps)
+    result = synthaug.tune(_source(run), real=real, holdout=holdout, recipe=recipe, teacher_steps=teacher_steps,
+                           device=device, progress=not quiet)
+    click.echo(format_trials(result))
+    click.echo(f"chosen: {json.dumps(result['sampling'], sort_keys=True)}")
+    click.echo(result["verdict"])
+    click.echo(f"wrote {result['written']}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 import synthaug
+from synthaug import ExportConfig, SamplingConfig
 from synthaug.benchmark import format_table
 from synthaug.data.fashion_mnist import write_fashion_mnist
 
@@ -35,7 +36,7 @@ def main() -> None:
     gen = synthaug.load_generator(run)
     print(f"generator: {gen.image_shape}, classes {gen.class_names}")
 
-    synth = synthaug.export(run, args.work / "synth.h5", per_class=args.per_class, seed=0, overwrite=True)
+    synth = synthaug.export(run, args.work / "synth.h5", ExportConfig(per_class=args.per_class, seed=0, overwrite=True))
     loader = DataLoader(synthaug.SyntheticDataset(synth), batch_size=256, shuffle=True, num_workers=2)
     images, labels = next(iter(loader))
     print(f"a synthetic batch: {tuple(images.shape)} in [{images.min():.2f}, {images.max():.2f}], "

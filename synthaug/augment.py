@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 
 from synthaug.errors import SynthaugError
+from synthaug.registry import Registry
 
 
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
@@ -49,19 +50,20 @@ def color(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) * (r[:, 2] + 0.5) + mean
 
 
-_POLICIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "translation": translation, "cutout": cutout, "color": color}
+AUGMENTATIONS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("augmentation")
+for _name, _fn in (("translation", translation), ("cutout", cutout), ("color", color)):
+    AUGMENTATIONS.add(_name, _fn)
 
 
 def list_policies() -> list[str]:
     """Names of the registered augmentations."""
-    return sorted(_POLICIES)
+    return AUGMENTATIONS.names()
 
 
-def parse_policy(spec: str) -> tuple[str, ...]:
+def parse_policy(spec: str | None) -> tuple[str, ...]:
     """'translation,cutout' -> ('translation', 'cutout'); '' -> (); unknown names are an error."""
-    names = tuple(s.strip() for s in spec.split(",") if s.strip())
-    unknown = [s for s in names if s not in _POLICIES]
+    names = tuple(s.strip() for s in (spec or "").split(",") if s.strip())
+    unknown = [s for s in names if s not in AUGMENTATIONS]
     if unknown:
         raise SynthaugError(f"unknown augmentation(s) {unknown}; choose from {', '.join(list_policies())}")
     return names
@@ -70,5 +72,5 @@ def parse_policy(spec: str) -> tuple[str, ...]:
 def diff_augment(x: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
     """Apply each named augmentation in turn (identity for an empty policy)."""
     for name in policy:
-        x = _POLICIES[name](x)
+        x = AUGMENTATIONS.get(name)(x)
     return x

@@ -32,7 +32,7 @@ class ModelConfig:
     channels: int
     num_classes: int
     latent_dim: int = 100
-    width: int = 0  # 0: the architecture's own default width
+    width: int | None = None  # None: the architecture's own default width
     ema: bool = False
 
 
@@ -55,10 +55,88 @@ class TrainConfig:
     compile: bool = False
     channels_last: bool = True
     max_steps: int | None = None
-    augment: str = ""  # DiffAugment policy, e.g. "translation,cutout,color" (synthaug/augment.py)
+    augment: str | None = None  # DiffAugment policy, e.g. "translation,cutout,color" (synthaug/augment.py)
     mode_seeking: float = 0.0  # weight of the MSGAN mode-seeking term in the generator loss (0: off)
-    sample_every: int = 0  # epochs between grids/snapshots; 0: every epoch, or every ~200 steps on tiny data
+    sample_every: int | None = None  # epochs between grids/snapshots; None: every epoch, or every ~200 steps on tiny data
     class_balance: bool = False  # draw training images with equal total probability per class (rare classes)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How a trained generator is sampled, apart from its weights (saved as a run's sampling.json by `tune`).
+
+    `latent_scale` multiplies the normal prior (> 1 widens it, < 1 narrows it), applied after `truncation` (which
+    resamples |z| above it in the unit prior). `snapshots` pools several generator files of the run (names under
+    run/generators/, or paths), each drawing an equal share of every class; None uses the run's generator.pt.
+    `min_confidence` keeps only images the teacher gives their class with at least that probability.
+    `soft_labels` stores the teacher's class probabilities beside the hard labels.
+    """
+
+    truncation: float | None = None
+    latent_scale: float = 1.0
+    snapshots: tuple[str, ...] | None = None
+    min_confidence: float | None = None
+    soft_labels: bool = False
+    teacher_steps: int = 1500
+
+    def __post_init__(self) -> None:
+        if self.truncation is not None and not self.truncation > 0:
+            raise SynthaugError(f"truncation must be positive (got {self.truncation})")
+        if not 0.0 < self.latent_scale <= 10.0:
+            raise SynthaugError(f"latent scale must lie in (0, 10] (got {self.latent_scale})")
+        if self.min_confidence is not None and not 0.0 < self.min_confidence < 1.0:
+            raise SynthaugError(f"min-confidence must lie strictly between 0 and 1 (got {self.min_confidence})")
+        if self.teacher_steps < 1:
+            raise SynthaugError(f"teacher steps must be at least 1 (got {self.teacher_steps})")
+        if self.snapshots is not None and not self.snapshots:
+            raise SynthaugError("snapshots, when given, must name at least one generator file")
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether sampling this way needs a classifier trained on the real training folder."""
+        return self.soft_labels or self.min_confidence is not None
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What an export holds and how it is written; saved in the export's provenance.
+
+    Exactly one of `per_class` (images of each class in `classes`, all by default) and `balance_to` (a real folder
+    whose classes are topped up to `target`, default its largest class) says how many images each class gets.
+    `real` is the folder the teacher learns from (default: the run's training folder).
+    """
+
+    per_class: int | None = None
+    balance_to: str | None = None
+    target: int | None = None
+    classes: tuple[str, ...] | None = None
+    seed: int = 0
+    fmt: str | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    compression: str | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    real: str | None = None
+    sampling: SamplingConfig | None = None  # None: the run's sampling.json (from `tune`), else the defaults
+
+    def __post_init__(self) -> None:
+        if (self.per_class is None) == (self.balance_to is None):
+            raise SynthaugError("give exactly one of per-class N and balance-to DIR")
+        if self.per_class is not None and self.per_class < 1:
+            raise SynthaugError(f"per-class count must be at least 1 (got {self.per_class})")
+        if self.target is not None and self.balance_to is None:
+            raise SynthaugError("target is only meaningful with balance-to")
+        if self.target is not None and self.target < 1:
+            raise SynthaugError(f"target must be at least 1 (got {self.target})")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SynthaugError(f"batch size must be at least 1 (got {self.batch_size})")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise SynthaugError(f"unknown precision {self.precision!r} (one of fp32, bf16, fp16)")
+        if self.classes is not None and self.balance_to is not None:
+            raise SynthaugError("classes and balance-to do not combine (balance-to tops up every class)")
 
 
 @dataclass(frozen=True)
@@ -83,7 +161,7 @@ def _build(cls: type[T], raw: dict[str, Any], where: str) -> T:
     kwargs = {}
     for key, value in raw.items():
         sub = _NESTED.get((cls, key))
-        if sub is not None:
+        if sub is not None and value is not None:
             value = _build(sub, value, f"{where}.{key}")
         elif isinstance(value, list):
             value = tuple(value)
@@ -92,23 +170,36 @@ def _build(cls: type[T], raw: dict[str, Any], where: str) -> T:
         return cls(**kwargs)
     except TypeError as exc:
         raise SynthaugError(f"{where}: {exc}") from None
+    except SynthaugError as exc:
+        raise SynthaugError(f"{where}: {exc}") from None
 
 
-_NESTED = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig, (RunConfig, "train"): TrainConfig}
+_NESTED = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig, (RunConfig, "train"): TrainConfig,
+           (ExportConfig, "sampling"): SamplingConfig}
 
 
-def run_config_to_json(cfg: RunConfig) -> str:
-    """Serialise a run config as indented JSON."""
+def config_to_json(cfg: Any) -> str:
+    """Serialise any of these configs as indented JSON."""
     return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True)
 
 
-def run_config_from_json(text: str, where: str = "config.json") -> RunConfig:
-    """Parse and validate a run config."""
+def config_from_json(cls: type[T], text: str, where: str) -> T:
+    """Parse and validate a config of type `cls`, rejecting unknown keys."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SynthaugError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return _build(RunConfig, raw, where)
+    return _build(cls, raw, where)
+
+
+def run_config_to_json(cfg: RunConfig) -> str:
+    """Serialise a run config as indented JSON."""
+    return config_to_json(cfg)
+
+
+def run_config_from_json(text: str, where: str = "config.json") -> RunConfig:
+    """Parse and validate a run config."""
+    return config_from_json(RunConfig, text, where)
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

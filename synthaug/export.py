@@ -1,6 +1,7 @@
 """Exports: HDF5 (the contract in data/h5format.py) or an ImageFolder tree; resumable, atomic, pipelined."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -10,8 +11,9 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +23,30 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-import synthaug
 from synthaug import distributed
-from synthaug.checkpoint import generator_file, sha256_file
-from synthaug.data.h5format import PLAN_ATTR, PROGRESS_ATTR, create_export, finish_export, validate_export
-from synthaug.errors import SynthaugError
+from synthaug._version import __version__
+from synthaug.config import ExportConfig, SamplingConfig
 from synthaug.data.folder import scan_folder
-from synthaug.generate import (GenerationPlan, SampleFilter, balance_plan, class_balanced_plan, iter_generated,
-                               load_generator)
+from synthaug.data.h5format import (IMAGES, LABELS, PLAN_ATTR, PROGRESS_ATTR, SOFT_LABELS, create_export,
+                                    finish_export, validate_export)
+from synthaug.device import resolve_device
+from synthaug.errors import SynthaugError
+from synthaug.generate import (Block, GenerationPlan, SampleFilter, balance_plan, class_balanced_plan,
+                               iter_generated)
 from synthaug.models import ConditionalGenerator
+from synthaug.registry import Registry
+from synthaug.runs import generator_files, load_generator, read_sampling, sha256_file, training_folder
 
 H5_SUFFIXES = (".h5", ".hdf5")
+
+
+WRITERS: Registry[Callable[[ExportJob], None]] = Registry("export format")
 
 
 def export_format(out: str | Path, fmt: str | None = None) -> str:
     """'hdf5' for .h5/.hdf5 paths, else 'folder', unless given."""
     if fmt:
-        if fmt not in ("hdf5", "folder"):
-            raise SynthaugError(f"unknown export format {fmt!r} (hdf5 or folder)")
+        WRITERS.get(fmt)
         return fmt
     return "hdf5" if Path(out).suffix.lower() in H5_SUFFIXES else "folder"
 
@@ -48,33 +56,64 @@ def partial_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
-def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFilter | None = None,
-             precision: str = "fp32") -> str:
-    """Identifies an export's content: a resume must match it exactly."""
-    h = hashlib.sha256(plan.labels.tobytes())
-    key = {"labels_sha256": h.hexdigest(), "seed": plan.seed, "chunk_rows": plan.chunk_rows,
-           "truncation": plan.truncation, "checkpoint_sha256": checkpoint_sha}
-    if precision != "fp32":  # fp32 exports keep the key they always had, so their resumes still match
-        key["precision"] = precision
-    if sample_filter is not None:
-        key.update(min_confidence=sample_filter.min_confidence, classifier_sha256=_weights_sha(sample_filter))
-    return json.dumps(key, sort_keys=True)
-
-
-def _weights_sha(sample_filter: SampleFilter) -> str:
-    """A digest of the filter classifier's weights."""
+def _weights_sha(model: torch.nn.Module) -> str:
+    """A digest of a classifier's weights."""
     h = hashlib.sha256()
-    for name, tensor in sorted(sample_filter.classifier.state_dict().items()):
+    for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def confidence_filter(gen: ConditionalGenerator, min_confidence: float, real: str | Path,
-                      device: torch.device, progress: bool = True) -> SampleFilter:
-    """A SampleFilter around the classifier trained on the real folder `real` (the metrics' cached one)."""
+def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFilter | None = None,
+             precision: str = "fp32", teacher_sha: str | None = None) -> str:
+    """Identifies an export's content: a resume must match it exactly."""
+    h = hashlib.sha256(plan.labels.tobytes())
+    key = {"labels_sha256": h.hexdigest(), "seed": plan.seed, "chunk_rows": plan.chunk_rows,
+           "truncation": plan.truncation, "checkpoint_sha256": checkpoint_sha}
+    # Settings at their old defaults add nothing, so exports made before they existed keep their keys and resumes.
+    if precision != "fp32":
+        key["precision"] = precision
+    if plan.latent_scale != 1.0:
+        key["latent_scale"] = plan.latent_scale
+    if sample_filter is not None:
+        key.update(min_confidence=sample_filter.min_confidence, classifier_sha256=_weights_sha(sample_filter.classifier))
+    if teacher_sha is not None:
+        key["soft_labels_teacher_sha256"] = teacher_sha
+    return json.dumps(key, sort_keys=True)
+
+
+@dataclass
+class ExportJob:
+    """Everything a writer needs: the generators, the plan, where to write and how."""
+
+    generators: list[ConditionalGenerator]
+    plan: GenerationPlan
+    out: Path
+    key: str
+    provenance: dict[str, Any]
+    config: ExportConfig
+    progress: bool
+    sample_filter: SampleFilter | None = None
+    teacher: torch.nn.Module | None = None
+
+    @property
+    def gen(self) -> ConditionalGenerator:
+        """The first (or only) generator: shape and class names are the same for every one of a pool."""
+        return self.generators[0]
+
+    def blocks(self, **where: Any) -> Iterator[Block]:
+        """The generation engine over this job's plan (`where`: start_chunk or chunks)."""
+        c = self.config
+        return iter_generated(self.generators, self.plan, batch_size=c.batch_size, precision=c.precision,
+                              compile=c.compile, sample_filter=self.sample_filter, teacher=self.teacher, **where)
+
+
+def teacher_for(gen: ConditionalGenerator, real: str | Path, steps: int, device: torch.device,
+                progress: bool = True) -> torch.nn.Module:
+    """The classifier trained (and cached) on the real folder `real`, at the generator's image shape and classes."""
+    from synthaug.classify import teacher_recipe, trained_on_real
     from synthaug.data.folder import load_image_folder
-    from synthaug.metrics import feature_classifier
 
     data = load_image_folder(real, gen.image_shape[-1], gen.image_shape[0], progress=progress)
     if set(data.class_names) != set(gen.class_names):
@@ -82,88 +121,105 @@ def confidence_filter(gen: ConditionalGenerator, min_confidence: float, real: st
                             f"{list(gen.class_names)}")
     if data.class_names != tuple(gen.class_names):
         raise SynthaugError(f"{real}: class order differs from the generator's")
-    return SampleFilter(feature_classifier(data, device=device, progress=progress), min_confidence)
+    return trained_on_real(data, teacher_recipe(steps), device, progress, desc="teacher")
 
 
-def export(run_or_checkpoint: str | Path, out: str | Path, per_class: int | None = 1000, seed: int = 0,
-           batch_size: int | None = None, *, classes: Sequence[str] | None = None,
-           balance_to: str | Path | None = None, target: int | None = None, fmt: str | None = None,
-           device: str = "auto", truncation: float | None = None, compression: str | None = None,
-           min_confidence: float | None = None, real: str | Path | None = None, precision: str = "fp32",
-           compile: bool = False, resume: bool = False, overwrite: bool = False, progress: bool = True,
+def resolve_sampling(source: str | Path, sampling: SamplingConfig | None,
+                     overrides: dict[str, Any] | None = None) -> SamplingConfig:
+    """The sampling settings to use: `sampling`, else the run's sampling.json, else the defaults; then `overrides`
+    (the fields a caller set; None means not set)."""
+    base = sampling or read_sampling(source) or SamplingConfig()
+    changed = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return dataclasses.replace(base, **changed) if changed else base
+
+
+def load_sampler(source: str | Path, sampling: SamplingConfig, device: torch.device) -> list[ConditionalGenerator]:
+    """The generator (or pool of snapshot generators) a source samples with."""
+    gens = [load_generator(p, device) for p in generator_files(source, sampling.snapshots)]
+    if any(g.class_names != gens[0].class_names or g.image_shape != gens[0].image_shape for g in gens):
+        raise SynthaugError(f"{source}: the pooled snapshots differ in classes or image shape")
+    return gens
+
+
+def export_plan(gen: ConditionalGenerator, config: ExportConfig, sampling: SamplingConfig) -> GenerationPlan:
+    """The generation plan an export config asks for: per class, or a top-up of a real folder."""
+    if config.balance_to is not None:
+        index = scan_folder(config.balance_to)
+        counts = {name: index.labels.count(i) for i, name in enumerate(index.class_names)}
+        return balance_plan(gen.class_names, counts, config.seed, gen.image_shape, config.target,
+                            sampling.truncation, sampling.latent_scale)
+    return class_balanced_plan(gen.class_names, config.per_class, config.seed, gen.image_shape, config.classes,
+                               sampling.truncation, sampling.latent_scale)
+
+
+def export(source: str | Path, out: str | Path, config: ExportConfig | None = None, *, progress: bool = True,
            stats: dict[str, Any] | None = None) -> Path:
-    """Generate a class-balanced synthetic data set and write it to `out` (HDF5 or ImageFolder).
+    """Generate a class-balanced synthetic data set from a run or generator file and write it to `out`.
 
     Same seed, same images and labels, whatever the batch size. The output appears only when complete; an
-    interrupted export leaves `.<name>.partial` beside it, which `resume=True` continues. With `balance_to`
-    (a real, imbalanced folder), each class gets what it lacks to reach `target` (default: its largest class).
-    Under `torchrun` (HDF5 only) the chunks are shared out between ranks and rank 0 joins the shards.
-    With `min_confidence`, only images that a classifier trained on the real folder `real` (default: the run's
-    training folder) assigns to their class with at least that probability are kept; more are drawn until the
-    quota is met, and `stats["acceptance"]` gives the rate per class. `precision` ("bf16", "fp16": autocast, for
-    GPUs) and `compile` (torch.compile) are the engine's options; precision changes the images, so it is part of
-    what a resume must match.
+    interrupted export leaves `.<name>.partial` beside it, which `config.resume` continues. Under `torchrun`
+    (HDF5 only) the chunks are shared out between ranks and rank 0 joins the shards. How the generator is sampled
+    (latent scale, truncation, snapshot pools, confidence filter, soft labels) is `config.sampling`, by default
+    the run's sampling.json. `stats` receives images, seconds, images/s and, with a filter, the acceptance rate
+    per class.
     """
-    from synthaug.train import resolve_device
-
+    config = config or ExportConfig(per_class=1000)
     out = Path(out)
-    if balance_to is None and (per_class is None or per_class < 1):
-        raise SynthaugError(f"per-class count must be at least 1 (got {per_class})")
-    fmt = export_format(out, fmt)
-    if out.exists() and not overwrite:
+    fmt = export_format(out, config.fmt)
+    if out.exists() and not config.overwrite:
         raise SynthaugError(f"{out}: already exists; choose another --out or pass --overwrite")
-    gen_path = generator_file(run_or_checkpoint)
-    info = distributed.init_from_env(device)
+    sampling = resolve_sampling(source, config.sampling)
+    if sampling.soft_labels and fmt != "hdf5":
+        raise SynthaugError(f"{out}: soft labels are stored in HDF5 exports only (give --out NAME.h5)")
+    info = distributed.init_from_env(config.device)
     progress = progress and info.is_main
-    dev = resolve_device(device)
-    if info.enabled and dev.type == "cuda":
-        dev = torch.device("cuda", info.local_rank)
-    gen = load_generator(gen_path, dev)
-    sha = sha256_file(gen_path)
-    if balance_to is not None:
-        index = scan_folder(balance_to)
-        counts = {name: index.labels.count(i) for i, name in enumerate(index.class_names)}
-        plan = balance_plan(gen.class_names, counts, seed, gen.image_shape, target, truncation)
-    else:
-        plan = class_balanced_plan(gen.class_names, per_class, seed, gen.image_shape, classes, truncation)
-    sample_filter = None
-    if min_confidence is not None:
-        real = real if real is not None else _training_folder(run_or_checkpoint)
-        sample_filter = confidence_filter(gen, min_confidence, real, next(gen.parameters()).device, progress)
-    provenance = {"run": str(Path(run_or_checkpoint).resolve()), "checkpoint": str(gen_path.resolve()),
-                  "checkpoint_sha256": sha, "seed": seed, "per_class": per_class if balance_to is None else None,
-                  "balance_to": str(balance_to) if balance_to is not None else None, "target": target,
-                  "classes": [gen.class_names[c] for c in plan.counts()], "truncation": truncation,
-                  "min_confidence": min_confidence, "confidence_real": str(real) if sample_filter else None,
-                  "precision": precision,
-                  "synthaug_version": synthaug.__version__,
-                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    writer = _write_hdf5 if fmt == "hdf5" else _write_folder
+    gens = load_sampler(source, sampling, resolve_device(config.device))
+    plan = export_plan(gens[0], config, sampling)
+    job = _job(source, out, config, sampling, gens, plan, progress)
+    t0 = time.perf_counter()
     if distributed.current().enabled:
         if fmt != "hdf5":
             raise SynthaugError("under torchrun, export writes HDF5 only (give --out NAME.h5)")
-        writer = _write_hdf5_sharded
-    t0 = time.perf_counter()
-    engine = {"batch_size": batch_size, "precision": precision, "compile": compile}
-    writer(gen, plan, out, plan_key(plan, sha, sample_filter, precision), provenance, engine=engine, resume=resume,
-           overwrite=overwrite, progress=progress, compression=compression, sample_filter=sample_filter)
+        _write_hdf5_sharded(job)
+    else:
+        WRITERS.get(fmt)(job)
     if stats is not None:
         seconds = time.perf_counter() - t0
         stats.update({"images": plan.total, "seconds": seconds, "images_per_s": plan.total / max(seconds, 1e-9)})
-        if sample_filter is not None:
-            stats["acceptance"] = {gen.class_names[c]: r for c, r in sample_filter.acceptance().items()}
+        if job.sample_filter is not None:
+            stats["acceptance"] = {gens[0].class_names[c]: r for c, r in job.sample_filter.acceptance().items()}
     return out
 
 
-def _training_folder(run_or_checkpoint: str | Path) -> Path:
-    """The training folder recorded in a run's config.json (for a bare generator file: its folder's)."""
-    from synthaug.checkpoint import read_run_config
-
-    path = Path(run_or_checkpoint)
-    for run in (path, path.parent, path.parent.parent):  # a run, its generator.pt, or generators/epoch_N.pt
-        if (run / "config.json").is_file():
-            return Path(read_run_config(run).data.root)
-    raise SynthaugError(f"{run_or_checkpoint}: no run config to find the real training folder; pass --real DIR")
+def _job(source: str | Path, out: Path, config: ExportConfig, sampling: SamplingConfig,
+         gens: list[ConditionalGenerator], plan: GenerationPlan, progress: bool) -> ExportJob:
+    """The export job: teacher and filter when the sampling needs them, the resume key and the provenance."""
+    gen, device = gens[0], next(gens[0].parameters()).device
+    teacher = sample_filter = None
+    real = None
+    if sampling.needs_teacher:
+        real = config.real if config.real is not None else training_folder(source)
+        teacher = teacher_for(gen, real, sampling.teacher_steps, device, progress)
+        if sampling.min_confidence is not None:
+            sample_filter = SampleFilter(teacher, sampling.min_confidence)
+    shas = [sha256_file(g.source_path) for g in gens]
+    teacher_sha = _weights_sha(teacher) if sampling.soft_labels else None
+    key = plan_key(plan, shas[0] if len(shas) == 1 else ",".join(shas), sample_filter, config.precision, teacher_sha)
+    provenance = {"run": str(Path(source).resolve()), "checkpoint": str(gen.source_path.resolve()),
+                  "checkpoint_sha256": shas[0], "seed": config.seed, "per_class": config.per_class,
+                  "balance_to": config.balance_to, "target": config.target,
+                  "classes": [gen.class_names[c] for c in plan.counts()], "truncation": sampling.truncation,
+                  "latent_scale": sampling.latent_scale, "min_confidence": sampling.min_confidence,
+                  "confidence_real": str(real) if sample_filter else None, "precision": config.precision,
+                  "soft_labels": sampling.soft_labels, "teacher_real": str(real) if teacher_sha else None,
+                  "teacher_sha256": teacher_sha, "teacher_steps": sampling.teacher_steps if teacher else None,
+                  "sampling": dataclasses.asdict(sampling), "export_config": dataclasses.asdict(config),
+                  "synthaug_version": __version__,
+                  "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if len(gens) > 1:
+        provenance["pool"] = [{"checkpoint": str(g.source_path.resolve()), "sha256": s} for g, s in zip(gens, shas)]
+    return ExportJob(gens, plan, out, key, provenance, config, progress, sample_filter,
+                     teacher if sampling.soft_labels else None)
 
 
 def _pipelined(items, consume: Callable[[Any], None], depth: int = 2) -> None:
@@ -193,14 +249,14 @@ def _pipelined(items, consume: Callable[[Any], None], depth: int = 2) -> None:
         raise failure[0]
 
 
-def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
-                *, engine: dict[str, Any], resume: bool, overwrite: bool, progress: bool,
-                compression: str | None, sample_filter: SampleFilter | None) -> None:
+@WRITERS.register("hdf5")
+def _write_hdf5(job: ExportJob) -> None:
     """Fill a preallocated HDF5 file window by window, recording progress, then rename it into place."""
+    gen, plan, out, key = job.gen, job.plan, job.out, job.key
     part = partial_path(out)
     start = 0
     f = None
-    if resume and part.is_file():
+    if job.config.resume and part.is_file():
         try:
             f = h5py.File(part, "r+")
         except OSError:  # killed before its first flush: nothing in it can be trusted, so start over
@@ -214,24 +270,21 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
         start = int(f.attrs[PROGRESS_ATTR])
     else:
         f = create_export(part, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
-                          compression)
+                          job.config.compression, soft_labels=job.teacher is not None)
         _reserve_space(f, part, plan, gen.image_shape, out)
         f.flush()  # a valid (empty) export from the start, so a kill at any moment leaves something to resume
     bar = tqdm(total=plan.total, initial=plan.chunk_bounds(start)[0] if start < plan.num_chunks else plan.total,
-               desc=f"export {out.name}", unit="img", disable=not progress)
+               desc=f"export {out.name}", unit="img", disable=not job.progress)
 
-    def write(item) -> None:
-        first, end, images, labels = item
-        lo, hi = plan.chunk_bounds(first)[0], plan.chunk_bounds(end - 1)[1]
-        f["images"][lo:hi] = images
-        f["labels"][lo:hi] = labels
-        f.attrs[PROGRESS_ATTR] = end
+    def write(block: Block) -> None:
+        hi = _write_block(f, plan, block)
+        f.attrs[PROGRESS_ATTR] = block.end
         f.flush()
-        bar.update(hi - lo)
+        bar.update(hi - plan.chunk_bounds(block.first)[0])
 
     try:
-        _pipelined(iter_generated(gen, plan, **engine, start_chunk=start, sample_filter=sample_filter), write)
-        finish_export(f, provenance)
+        _pipelined(job.blocks(start_chunk=start), write)
+        finish_export(f, job.provenance)
     except (OSError, RuntimeError) as exc:  # the disk filled up after all: drop the broken handle, say so in one line
         bar.close()
         _abandon(f)
@@ -239,13 +292,23 @@ def _write_hdf5(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key:
                             f"untouched; free some space and export again") from None
     f.close()
     bar.close()
-    _install(part, out, overwrite)
+    _install(part, out, job.config.overwrite)
+
+
+def _write_block(f: h5py.File, plan: GenerationPlan, block: Block) -> int:
+    """Store one block's images, labels (and soft labels) at its rows; return the end row."""
+    lo, hi = plan.chunk_bounds(block.first)[0], plan.chunk_bounds(block.end - 1)[1]
+    f[IMAGES][lo:hi] = block.images
+    f[LABELS][lo:hi] = block.labels
+    if block.soft is not None:
+        f[SOFT_LABELS][lo:hi] = block.soft
+    return hi
 
 
 def _reserve_space(f: h5py.File, part: Path, plan: GenerationPlan, image_shape: tuple[int, ...], out: Path) -> None:
     """Reserve the whole export's bytes on disk before generating anything, so a disk that is too small (or a file
     size limit) fails at once, cleanly, instead of in the middle of HDF5's writes."""
-    need = plan.total * (int(np.prod(image_shape)) + 8) + (1 << 20)
+    need = plan.total * (int(np.prod(image_shape)) + 8 + 4 * len(set(plan.labels.tolist()))) + (1 << 20)
     fd = os.open(part, os.O_RDWR)
     try:
         os.posix_fallocate(fd, 0, need)
@@ -293,42 +356,41 @@ def shard_path(out: Path, rank: int, world_size: int) -> Path:
     return out.with_name(f".{out.name}.shard{rank}-of-{world_size}")
 
 
-def _write_hdf5_sharded(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
-                        *, engine: dict[str, Any], resume: bool, overwrite: bool, progress: bool,
-                        compression: str | None, sample_filter: SampleFilter | None) -> None:
+def _write_hdf5_sharded(job: ExportJob) -> None:
     """Under torchrun: rank r generates chunks r, r + W, ... into its own shard; rank 0 then copies every chunk,
-    in order, into one export, whose images and labels equal a single-process export with the same seed."""
+    in order, into one export, whose images and labels equal a single-process export with the same seed.
+    A distributed export starts over; its shards are rewritten."""
+    gen, plan, out, key = job.gen, job.plan, job.out, job.key
+    soft = job.teacher is not None
     info = distributed.current()
-    del resume  # a distributed export starts over; its shards are rewritten
     mine = list(range(info.rank, plan.num_chunks, info.world_size))
     shard = shard_path(out, info.rank, info.world_size)
-    f = create_export(shard, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key)
+    f = create_export(shard, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
+                      soft_labels=soft)
     try:
-        for first, end, images, labels in iter_generated(gen, plan, **engine, chunks=mine,
-                                                         sample_filter=sample_filter):
-            lo, hi = plan.chunk_bounds(first)[0], plan.chunk_bounds(end - 1)[1]
-            f["images"][lo:hi] = images
-            f["labels"][lo:hi] = labels
+        for block in job.blocks(chunks=mine):
+            _write_block(f, plan, block)
     finally:
         f.close()
     distributed.barrier()
     if info.is_main:
         part = partial_path(out)
         merged = create_export(part, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
-                               compression)
+                               job.config.compression, soft_labels=soft)
         shards = [h5py.File(shard_path(out, r, info.world_size), "r") for r in range(info.world_size)]
+        names = (IMAGES, LABELS, SOFT_LABELS) if soft else (IMAGES, LABELS)
         try:
-            for c in tqdm(range(plan.num_chunks), desc=f"join {out.name}", unit="chunk", disable=not progress):
+            for c in tqdm(range(plan.num_chunks), desc=f"join {out.name}", unit="chunk", disable=not job.progress):
                 lo, hi = plan.chunk_bounds(c)
                 src = shards[c % info.world_size]
-                merged["images"][lo:hi] = src["images"][lo:hi]
-                merged["labels"][lo:hi] = src["labels"][lo:hi]
-            finish_export(merged, {**provenance, "world_size": info.world_size})
+                for name in names:
+                    merged[name][lo:hi] = src[name][lo:hi]
+            finish_export(merged, {**job.provenance, "world_size": info.world_size})
         finally:
             merged.close()
             for s in shards:
                 s.close()
-        _install(part, out, overwrite)
+        _install(part, out, job.config.overwrite)
         for r in range(info.world_size):
             shard_path(out, r, info.world_size).unlink(missing_ok=True)
     distributed.barrier()
@@ -349,15 +411,14 @@ def _save_pngs(args: tuple[list[str], np.ndarray]) -> int:
     return len(paths)
 
 
-def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, key: str, provenance: dict,
-                  *, engine: dict[str, Any], resume: bool, overwrite: bool, progress: bool,
-                  compression: str | None, sample_filter: SampleFilter | None) -> None:
+@WRITERS.register("folder")
+def _write_folder(job: ExportJob) -> None:
     """Write OUT/<class>/<index>.png with PNG encoding in a process pool, then rename the folder into place."""
-    del compression
+    gen, plan, out, key = job.gen, job.plan, job.out, job.key
     part = partial_path(out)
     state_file = part / ".synthaug-progress.json"
     start = 0
-    if resume and state_file.is_file():
+    if job.config.resume and state_file.is_file():
         state = json.loads(state_file.read_text())
         if state.get("plan") != key:
             raise SynthaugError(f"{part}: was started with other settings; remove it or export with the same settings")
@@ -367,7 +428,7 @@ def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, ke
         for name in gen.class_names:  # every class folder, so class_to_idx matches the source
             (part / name).mkdir(parents=True)
     bar = tqdm(total=plan.total, initial=min(start * plan.chunk_rows, plan.total), desc=f"export {out.name}",
-               unit="img", disable=not progress)
+               unit="img", disable=not job.progress)
     workers = max(1, (os.cpu_count() or 1))
     # A generator on the CPU keeps every core busy: encoders at normal priority would preempt its threads, whose
     # parallel regions then wait for the slowest one. At the lowest priority they fill the gaps instead.
@@ -382,8 +443,7 @@ def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, ke
             state_file.write_text(json.dumps({"plan": key, "chunks_done": end}))
 
     with ProcessPoolExecutor(max_workers=workers, initializer=_yield_cpu if on_cpu else None) as pool:
-        for first, end, images, labels in iter_generated(gen, plan, **engine, start_chunk=start,
-                                                         sample_filter=sample_filter):
+        for first, end, images, labels, _ in job.blocks(start_chunk=start):
             lo = plan.chunk_bounds(first)[0]
             paths = [str(part / gen.class_names[lab] / f"{lo + i:07d}.png") for i, lab in enumerate(labels)]
             step = max(1, -(-len(paths) // workers))
@@ -394,7 +454,7 @@ def _write_folder(gen: ConditionalGenerator, plan: GenerationPlan, out: Path, ke
         drain(keep=0)
     bar.close()
     state_file.unlink()
-    (part / ".synthaug-provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
-    if out.exists() and overwrite:
+    (part / ".synthaug-provenance.json").write_text(json.dumps(job.provenance, indent=1, sort_keys=True))
+    if out.exists() and job.config.overwrite:
         shutil.rmtree(out)
     os.replace(part, out)

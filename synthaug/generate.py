@@ -5,41 +5,17 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from synthaug.checkpoint import generator_file, load_safe, model_config_from
-from synthaug.errors import CheckpointError, SynthaugError, is_out_of_memory
-from synthaug.models import ConditionalGenerator, build_models
+from synthaug.runs import load_generator  # noqa: F401 - the engine's public entry for loading
+from synthaug.errors import SynthaugError, is_out_of_memory
+from synthaug.models import ConditionalGenerator
 
 CPU_BATCH = 16  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtypes by name
-
-
-def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ConditionalGenerator:
-    """Load the sampling generator (EMA weights when trained with EMA) in eval mode.
-
-    The result maps z (N, latent_dim) and int64 labels (N,) to images (N, C, H, W) in [-1, 1], and carries
-    `latent_dim`, `num_classes`, `class_names` and `image_shape`.
-    """
-    path = generator_file(run_or_checkpoint)
-    obj = load_safe(path)
-    cfg = model_config_from(obj, str(path))
-    gen, _ = build_models(cfg)
-    try:
-        gen.load_state_dict(obj["state_dict"])
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: weights do not match architecture {cfg.arch!r} of its config "
-                              f"({str(exc).splitlines()[0][:160]})") from None
-    names = obj.get("class_names")
-    if not isinstance(names, list) or len(names) != cfg.num_classes:
-        raise CheckpointError(f"{path}: class_names missing or not {cfg.num_classes} long")
-    gen.class_names = tuple(str(n) for n in names)
-    gen.source_path = path
-    gen.requires_grad_(False)
-    return gen.eval().to(device)
 
 
 def chunk_seed(seed: int, chunk: int, redraw: int = 0) -> int:
@@ -62,6 +38,7 @@ class GenerationPlan:
     seed: int
     chunk_rows: int
     truncation: float | None = None
+    latent_scale: float = 1.0
 
     @property
     def total(self) -> int:
@@ -82,7 +59,8 @@ class GenerationPlan:
 
 
 def class_balanced_plan(class_names: Sequence[str], per_class: int, seed: int, image_shape: Sequence[int],
-                        classes: Sequence[str] | None = None, truncation: float | None = None) -> GenerationPlan:
+                        classes: Sequence[str] | None = None, truncation: float | None = None,
+                        latent_scale: float = 1.0) -> GenerationPlan:
     """Exactly `per_class` images of each chosen class (all by default), class by class."""
     if per_class < 1:
         raise SynthaugError(f"per-class count must be at least 1 (got {per_class})")
@@ -93,11 +71,12 @@ def class_balanced_plan(class_names: Sequence[str], per_class: int, seed: int, i
             raise SynthaugError(f"unknown class(es) {unknown}; the generator knows {list(class_names)}")
         chosen = sorted(class_names.index(c) for c in dict.fromkeys(classes))
     labels = np.repeat(np.asarray(chosen, dtype=np.int64), per_class)
-    return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation)
+    return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation, latent_scale)
 
 
 def balance_plan(class_names: Sequence[str], counts: dict[str, int], seed: int, image_shape: Sequence[int],
-                 target: int | None = None, truncation: float | None = None) -> GenerationPlan:
+                 target: int | None = None, truncation: float | None = None,
+                 latent_scale: float = 1.0) -> GenerationPlan:
     """Top every class up to `target` images (default: the largest class's count) given its real `counts`."""
     unknown = set(counts) - set(class_names)
     if unknown:
@@ -107,7 +86,7 @@ def balance_plan(class_names: Sequence[str], counts: dict[str, int], seed: int, 
     labels = np.concatenate([np.full(max(n, 0), i, dtype=np.int64) for i, n in need])
     if labels.size == 0:
         raise SynthaugError(f"every class already has at least {target} images; nothing to top up")
-    return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation)
+    return GenerationPlan(labels, seed, chunk_rows_for(image_shape), truncation, latent_scale)
 
 
 @dataclass
@@ -149,12 +128,17 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.float().add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def draw_latent(gen: ConditionalGenerator, plan: GenerationPlan, n: int, rng: torch.Generator) -> torch.Tensor:
+    """n latent vectors of the plan's prior: truncated (in the unit prior) first, then scaled."""
+    z = gen.sample_latent(n, generator=rng, truncation=plan.truncation)
+    return z if plan.latent_scale == 1.0 else z.mul_(plan.latent_scale)
+
+
 def _chunk_inputs(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise and labels of one chunk, drawn on the CPU so every device gets the same inputs."""
     start, stop = plan.chunk_bounds(chunk)
     rng = torch.Generator().manual_seed(chunk_seed(plan.seed, chunk))
-    z = gen.sample_latent(stop - start, generator=rng, truncation=plan.truncation)
-    return z, torch.from_numpy(plan.labels[start:stop])
+    return draw_latent(gen, plan, stop - start, rng), torch.from_numpy(plan.labels[start:stop])
 
 
 def default_batch_size(gen: ConditionalGenerator, device: torch.device) -> int:
@@ -171,45 +155,65 @@ def has_convolutions(module: torch.nn.Module) -> bool:
     return any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in module.modules())
 
 
-def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: int | None = None,
-                   start_chunk: int = 0, precision: str = "fp32", compile: bool = False,
-                   channels_last: bool | None = None, sample_filter: SampleFilter | None = None,
-                   chunks: Sequence[int] | None = None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """Yield (first chunk, end chunk, images (n, C, H, W) uint8, labels (n,) int64), chunk-aligned, in order.
+class Block(NamedTuple):
+    """One chunk-aligned piece of generated output, in plan order."""
 
-    Each forward pass covers whole chunks or slices of one, so results do not depend on `batch_size` beyond
-    kernel-level rounding; images are quantised on the device and only uint8 is copied to the host, into
-    pinned buffers with non-blocking copies, one batch behind the compute on CUDA. With `sample_filter`,
-    rejected rows are redrawn chunk by chunk, so the output still depends only on (seed, chunk). `chunks`
-    restricts the work to those chunk indices (a rank's share under torchrun). `channels_last` (default: when the
-    generator has convolutions) stores activations NHWC, 1.4x faster on this project's CPU. `precision` bf16 or fp16
-    runs the generator under autocast (for GPUs; the images then differ slightly from fp32 ones), and `compile`
-    runs it through torch.compile (worth its start-up time only for large exports).
-    """
-    device = next(gen.parameters()).device
-    batch_size = batch_size or default_batch_size(gen, device)
-    if precision not in PRECISIONS:
-        raise SynthaugError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    first: int  # first chunk
+    end: int  # one past the last chunk
+    images: np.ndarray  # (n, C, H, W) uint8
+    labels: np.ndarray  # (n,) int64
+    soft: np.ndarray | None  # (n, K) float32 teacher probabilities, when a teacher was given
+
+
+def _prepare(gen: ConditionalGenerator, channels_last: bool | None, compile: bool) -> ConditionalGenerator:
+    """The generator in the engine's storage format (NHWC for convolutions), compiled when asked."""
     if channels_last is None:
         channels_last = has_convolutions(gen)
     if channels_last:
         gen = gen.to(memory_format=torch.channels_last)
-    if compile:
-        gen = torch.compile(gen)  # attributes (sample_latent, class_names, ...) still reach the module
+    return torch.compile(gen) if compile else gen  # attributes (sample_latent, class_names, ...) still reach it
+
+
+def iter_generated(gen: ConditionalGenerator | Sequence[ConditionalGenerator], plan: GenerationPlan,
+                   batch_size: int | None = None, start_chunk: int = 0, precision: str = "fp32",
+                   compile: bool = False, channels_last: bool | None = None,
+                   sample_filter: SampleFilter | None = None, chunks: Sequence[int] | None = None,
+                   teacher: torch.nn.Module | None = None) -> Iterator[Block]:
+    """Yield `Block`s (first chunk, end chunk, uint8 images, labels, teacher probabilities), chunk-aligned, in order.
+
+    Each forward pass covers whole chunks or slices of one, so results do not depend on `batch_size` beyond
+    kernel-level rounding; images are quantised on the device and only uint8 is copied to the host, into
+    pinned buffers with non-blocking copies, one batch behind the compute on CUDA. A sequence of generators is a
+    pool: chunk c is drawn by generator c mod len(pool). With `sample_filter`, rejected rows are redrawn chunk by
+    chunk, so the output still depends only on (seed, chunk). `chunks` restricts the work to those chunk indices
+    (a rank's share under torchrun). `channels_last` (default: when the generator has convolutions) stores
+    activations NHWC, 1.4x faster on this project's CPU. `precision` bf16 or fp16 runs the generator under autocast
+    (for GPUs; the images then differ slightly from fp32 ones), and `compile` runs it through torch.compile (worth
+    its start-up time only for large exports). `teacher` (a classifier on uint8 images, on the same device) adds
+    its class probabilities of the final images.
+    """
+    pool = [gen] if isinstance(gen, ConditionalGenerator) else list(gen)
+    device = next(pool[0].parameters()).device
+    batch_size = batch_size or default_batch_size(pool[0], device)
+    if precision not in PRECISIONS:
+        raise SynthaugError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    pool = [_prepare(g, channels_last, compile) for g in pool]
     dtype = PRECISIONS[precision]
     cast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     pending: tuple | None = None
     with torch.inference_mode(), cast:
         ids = list(range(start_chunk, plan.num_chunks)) if chunks is None else sorted(chunks)
-        for first, end in _windows(plan, ids, batch_size):
-            zs, ys = zip(*(_chunk_inputs(gen, plan, c) for c in range(first, end)))
+        for first, end in _windows(plan, ids, batch_size, len(pool)):
+            g = pool[first % len(pool)]
+            zs, ys = zip(*(_chunk_inputs(g, plan, c) for c in range(first, end)))
             z, y = torch.cat(zs), torch.cat(ys)
-            out, batch_size = _forward_uint8(gen, z, y, batch_size, device)
+            out, batch_size = _forward_uint8(g, z, y, batch_size, device)
             if sample_filter is not None:
                 offset = 0
                 for c, yc in zip(range(first, end), ys):
-                    _redraw_rejected(gen, plan, c, out[offset:offset + len(yc)], yc, batch_size, sample_filter)
+                    _redraw_rejected(g, plan, c, out[offset:offset + len(yc)], yc, batch_size, sample_filter)
                     offset += len(yc)
+            soft = _probabilities(teacher, out) if teacher is not None else None
             if device.type == "cuda":
                 host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(out, non_blocking=True)
@@ -217,11 +221,18 @@ def iter_generated(gen: ConditionalGenerator, plan: GenerationPlan, batch_size: 
                 event.record()
                 if pending is not None:
                     yield _finish(pending)
-                pending = (first, end, host, y, event)
+                pending = (first, end, host, y, soft, event)
             else:
-                yield first, end, out.numpy(), y.numpy()
+                yield Block(first, end, out.numpy(), y.numpy(), soft)
         if pending is not None:
             yield _finish(pending)
+
+
+def _probabilities(teacher: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+    """The teacher's class probabilities (n, K) float32 of uint8 images on its device."""
+    from synthaug.classify import predict
+
+    return predict(teacher, images).numpy().astype(np.float32)
 
 
 def _forward_uint8(gen: ConditionalGenerator, z: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -262,7 +273,7 @@ def _redraw_rejected(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int
         if todo.numel() == 0:
             return
         rng = torch.Generator().manual_seed(chunk_seed(plan.seed, chunk, redraw))
-        z = gen.sample_latent(todo.numel(), generator=rng, truncation=plan.truncation)
+        z = draw_latent(gen, plan, todo.numel(), rng)
         images[todo.to(images.device)] = _forward_uint8(gen, z, labels[todo], batch_size, images.device)[0]
     rates = sample_filter.acceptance()
     worst = min(rates, key=rates.get)
@@ -271,16 +282,17 @@ def _redraw_rejected(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int
                         f"{100 * rates[worst]:.2f}%); lower --min-confidence")
 
 
-def _finish(pending: tuple) -> tuple[int, int, np.ndarray, np.ndarray]:
+def _finish(pending: tuple) -> Block:
     """Wait for a pending device-to-host copy and hand out its arrays."""
-    first, end, host, y, event = pending
+    first, end, host, y, soft, event = pending
     event.synchronize()
-    return first, end, host.numpy(), y.numpy()
+    return Block(first, end, host.numpy(), y.numpy(), soft)
 
 
-def _windows(plan: GenerationPlan, ids: Sequence[int], batch_size: int) -> Iterator[tuple[int, int]]:
-    """Runs of consecutive chunk indices from `ids` holding about `batch_size` images (at least one chunk)."""
-    per_window = max(1, batch_size // plan.chunk_rows)
+def _windows(plan: GenerationPlan, ids: Sequence[int], batch_size: int, pool: int = 1) -> Iterator[tuple[int, int]]:
+    """Runs of consecutive chunk indices from `ids` holding about `batch_size` images (at least one chunk); with a
+    pool of generators, one chunk per window (consecutive chunks belong to different generators)."""
+    per_window = 1 if pool > 1 else max(1, batch_size // plan.chunk_rows)
     i = 0
     while i < len(ids):
         j = i + 1
@@ -291,11 +303,12 @@ def _windows(plan: GenerationPlan, ids: Sequence[int], batch_size: int) -> Itera
 
 
 def generate(gen: ConditionalGenerator, labels: torch.Tensor | np.ndarray, seed: int = 0,
-             batch_size: int | None = None, truncation: float | None = None) -> torch.Tensor:
+             batch_size: int | None = None, truncation: float | None = None,
+             latent_scale: float = 1.0) -> torch.Tensor:
     """Generate uint8 images (N, C, H, W) for the given labels, deterministically for a seed."""
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= gen.num_classes):
         raise SynthaugError(f"labels must lie in [0, {gen.num_classes})")
-    plan = GenerationPlan(labels, seed, chunk_rows_for(gen.image_shape), truncation)
-    parts = [torch.from_numpy(images) for _, _, images, _ in iter_generated(gen, plan, batch_size)]
+    plan = GenerationPlan(labels, seed, chunk_rows_for(gen.image_shape), truncation, latent_scale)
+    parts = [torch.from_numpy(block.images) for block in iter_generated(gen, plan, batch_size)]
     return torch.cat(parts) if parts else torch.empty((0, *gen.image_shape), dtype=torch.uint8)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from synthaug.errors import SynthaugError
+from synthaug.registry import Registry
 
 
 def d_bce(real: torch.Tensor, fake: torch.Tensor, real_target: float = 0.9) -> torch.Tensor:
@@ -52,18 +52,17 @@ class LossPair:
     uses_smoothing: bool
 
 
-_LOSSES = {p.name: p for p in (LossPair("bce", d_bce, g_bce, True), LossPair("hinge", d_hinge, g_hinge, False),
-                               LossPair("lsgan", d_lsgan, g_lsgan, True))}
+LOSSES: Registry[LossPair] = Registry("loss")
+for _pair in (LossPair("bce", d_bce, g_bce, True), LossPair("hinge", d_hinge, g_hinge, False),
+              LossPair("lsgan", d_lsgan, g_lsgan, True)):
+    LOSSES.add(_pair.name, _pair)
 
 
 def list_losses() -> list[str]:
     """Names of the registered loss pairs."""
-    return sorted(_LOSSES)
+    return LOSSES.names()
 
 
 def get_loss(name: str) -> LossPair:
     """Look a loss pair up by name."""
-    try:
-        return _LOSSES[name]
-    except KeyError:
-        raise SynthaugError(f"unknown loss {name!r}; choose one of {', '.join(list_losses())}") from None
+    return LOSSES.get(name)

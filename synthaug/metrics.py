@@ -1,7 +1,6 @@
 """Generator quality metrics on the features of a classifier trained on the real training folder (no downloads)."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,8 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from synthaug.classify import ClassifierRecipe, build_classifier, embed, predict, train_classifier
-from synthaug.data.folder import LabelledImages, cache_dir
+from synthaug.classify import ClassifierRecipe, embed, predict, trained_on_real
+from synthaug.data.folder import LabelledImages
 from synthaug.errors import SynthaugError
 
 FEATURE_RECIPE = ClassifierRecipe(steps=1500, seed=0)
@@ -76,27 +75,7 @@ def diversity(features: np.ndarray, labels: np.ndarray, max_per_class: int = 500
 def feature_classifier(real: LabelledImages, recipe: ClassifierRecipe = FEATURE_RECIPE,
                        device: str | torch.device = "cpu", progress: bool = False) -> torch.nn.Module:
     """The metrics' feature extractor: a classifier trained on the real folder, cached per data set hash."""
-    h = hashlib.sha256(real.images.numpy().tobytes())
-    h.update(real.labels.numpy().tobytes())
-    h.update(repr(recipe).encode())
-    path = cache_dir() / f"features-{h.hexdigest()[:24]}.pt"
-    shape = (real.images.shape[1], len(real.class_names), real.images.shape[-1])
-    if path.is_file():
-        model = build_classifier(recipe.arch, *shape)
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval().to(device)
-        except (RuntimeError, OSError, ValueError):
-            pass
-    model = train_classifier(real.images, real.labels, len(real.class_names), recipe, device, progress=progress,
-                             desc="feature classifier")
-    from synthaug.checkpoint import save_atomic
-
-    try:
-        save_atomic(model.state_dict(), path)
-    except OSError:
-        pass
-    return model
+    return trained_on_real(real, recipe, device, progress, desc="feature classifier")
 
 
 def quality_metrics(classifier: torch.nn.Module, real: LabelledImages, fake_images: torch.Tensor,
@@ -201,7 +180,7 @@ def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float =
     import json
     import shutil
 
-    from synthaug.checkpoint import GENERATOR_FILE, read_run_config
+    from synthaug.runs import GENERATOR_FILE, read_run_config
     from synthaug.data.folder import load_image_folder, stratified_split
     from synthaug.fsutil import atomic_write_text
 

@@ -55,8 +55,7 @@ def _fit_and_export(folder: Path, work: Path, fit_settings: dict[str, Any], per_
         (run / ".done").touch()
     syn = work / "synthetic.h5"
     if not syn.is_file():
-        synthaug.export(run, syn, per_class=per_class, balance_to=folder if balance else None,
-                        resume=True, progress=progress)
+        synthaug.export(run, syn, ExportConfig(per_class=per_class, balance_to=str(folder if balance else None), resume=True), progress=progress)
     return syn
 
 

@@ -22,10 +22,11 @@ import numpy as np
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-import synthaug
 from synthaug import distributed
+from synthaug._version import __version__
+from synthaug.device import resolve_device
 from synthaug.augment import diff_augment, parse_policy
-from synthaug.checkpoint import GENERATOR_FILE, TRAINING_STATE, load_safe, save_atomic
+from synthaug.runs import GENERATOR_FILE, SNAPSHOTS, TRAINING_STATE, load_safe, save_atomic, save_generator
 from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
 from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
 from synthaug.errors import CheckpointError, SynthaugError, is_out_of_memory
@@ -37,19 +38,6 @@ from synthaug.plots import grid_animation, training_curves
 LOG_EVERY = 25
 CHECKPOINT_MINUTES = 5.0
 COLLAPSE_DIVERSITY = 0.02  # RMS pixel distance in [0, 1]; real Fashion-MNIST classes sit near 0.3
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SynthaugError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SynthaugError(f"device {name!r} requested but CUDA is not available on this machine")
-    return device
 
 
 def default_run_dir(data_dir: str | Path, runs: str | Path = "runs") -> Path:
@@ -338,7 +326,7 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
                               latent_dim, width or get_arch(arch).default_width,
                               get_arch(arch).ema if ema is None else ema),
             train=_resolve_train_config(arch, train_settings),
-            synthaug_version=synthaug.__version__)
+            synthaug_version=__version__)
     elif tuple(cfg.data.class_names) != data.class_names:
         raise SynthaugError(f"{data_dir}: classes {list(data.class_names)} differ from the run's "
                             f"{list(cfg.data.class_names)}")
@@ -375,8 +363,6 @@ class Trainer:
         self.dist = distributed.current()
         self.progress = progress and self.dist.is_main
         self.device = resolve_device(cfg.train.device)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
         torch.manual_seed(cfg.train.seed)
         self.models = build_training(cfg.model, cfg.train, self.device)
         self.models.g.class_names = data.class_names
@@ -524,10 +510,8 @@ class Trainer:
             self.last_save = time.monotonic()
         if not self.dist.is_main:
             return
-        save_atomic({"format": "synthaug-generator", "model_config": dataclasses.asdict(self.cfg.model),
-                     "class_names": list(self.cfg.data.class_names),
-                     "state_dict": {k: v.detach().cpu() for k, v in self.models.sampler.state_dict().items()},
-                     "step": self.step, "epoch": self.epoch}, self.out / GENERATOR_FILE)
+        save_generator(self.out / GENERATOR_FILE, self.cfg.model, self.cfg.data.class_names,
+                       self.models.sampler.state_dict(), self.step, self.epoch)
 
     def end_of_epoch(self, means: dict[str, float]) -> None:
         """Sample grid, diversity, curves and a small generator snapshot every epoch; the full state every
@@ -558,8 +542,8 @@ class Trainer:
                 self.tb.add_scalar(f"diversity/{name}", d, self.step)
             self.tb.flush()
         self.save(full=full)
-        (self.out / "generators").mkdir(exist_ok=True)
-        shutil.copyfile(self.out / GENERATOR_FILE, self.out / "generators" / f"epoch_{self.epoch:04d}.pt")
+        (self.out / SNAPSHOTS).mkdir(exist_ok=True)
+        shutil.copyfile(self.out / GENERATOR_FILE, self.out / SNAPSHOTS / f"epoch_{self.epoch:04d}.pt")
 
     def batches(self):
         """Yield (real images in [-1, 1], labels) for the rest of the current epoch.

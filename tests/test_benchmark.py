@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import synthaug
+from synthaug import ExportConfig, SamplingConfig
 from synthaug import protocols
 from synthaug.benchmark import LOGREG, format_table, stratified_indices
 from synthaug.errors import DataError
@@ -18,7 +19,7 @@ TINY_FIT = {"arch": "mlp", "max_steps": 30, "epochs": 1000, "batch_size": 32}
 
 
 def test_benchmark_report_folder(tiny_run, digits_splits, tmp_path):
-    syn = synthaug.export(tiny_run, tmp_path / "s.h5", per_class=30, progress=False)
+    syn = synthaug.export(tiny_run, tmp_path / "s.h5", ExportConfig(per_class=30), progress=False)
     report = synthaug.benchmark(digits_splits / "train", None, syn, recipe=TINY, ratios=(0.5, 1.0), seeds=2,
                                 logreg=True, out=tmp_path / "rep", progress=False)
     assert set(report["results"]) == {"real", "synthetic", "mixed x0.5", "mixed x1", LOGREG}

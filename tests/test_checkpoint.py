@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import synthaug
-from synthaug.checkpoint import load_safe
+from synthaug.runs import load_safe
 from synthaug.errors import CheckpointError
 
 

@@ -11,7 +11,8 @@ import h5py
 import pytest
 
 import synthaug
-from synthaug.checkpoint import load_safe
+from synthaug import ExportConfig, SamplingConfig
+from synthaug.runs import load_safe
 
 
 def _limited(args, tmp_path, limit_bytes):
@@ -24,7 +25,7 @@ def _limited(args, tmp_path, limit_bytes):
 
 
 def test_export_that_runs_out_of_space_keeps_the_old_file(tiny_run, tmp_path):
-    out = synthaug.export(tiny_run, tmp_path / "s.h5", per_class=5, progress=False)
+    out = synthaug.export(tiny_run, tmp_path / "s.h5", ExportConfig(per_class=5), progress=False)
     before = out.read_bytes()
     p = _limited(["export", "--run", str(tiny_run), "--per-class", "3000", "--out", str(out), "--overwrite",
                   "--quiet"], tmp_path, 200_000)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import synthaug
+from synthaug import ExportConfig, SamplingConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -31,7 +32,7 @@ def test_quickstart(digits_splits, tmp_path):
 
 
 def test_train_with_synthetic(tiny_run, digits_splits, tmp_path):
-    syn = synthaug.export(tiny_run, tmp_path / "s.h5", per_class=10, progress=False)
+    syn = synthaug.export(tiny_run, tmp_path / "s.h5", ExportConfig(per_class=10), progress=False)
     p = _run([str(EXAMPLES / "train_with_synthetic.py"), "--real", str(digits_splits / "train"), "--test",
               str(digits_splits / "test"), "--synthetic", str(syn), "--max-batches", "3"], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]

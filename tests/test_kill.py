@@ -10,7 +10,7 @@ import time
 import h5py
 import pytest
 
-from synthaug.checkpoint import load_safe
+from synthaug.runs import load_safe
 
 
 def _env(tmp_path):

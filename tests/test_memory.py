@@ -80,7 +80,7 @@ FIT_CHILD = PRELUDE + textwrap.dedent("""
 def test_training_out_of_memory_continues_with_half_batches(digits_dir, tmp_path):
     import json
 
-    import synthaug.checkpoint as ckpt
+    import synthaug.runs as ckpt
 
     child = subprocess.run([sys.executable, "-c", FIT_CHILD, str(digits_dir), str(tmp_path / "run")],
                            capture_output=True, text=True, timeout=600)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from synthaug.checkpoint import load_safe
+from synthaug.runs import load_safe
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import synthaug
-from synthaug.checkpoint import load_safe
+from synthaug.runs import load_safe
 from synthaug.config import load_run_config
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import CheckpointError, SynthaugError

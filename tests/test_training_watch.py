@@ -9,7 +9,7 @@ from PIL import Image
 
 import synthaug
 from synthaug.augment import cutout, diff_augment, list_policies, parse_policy, translation
-from synthaug.checkpoint import load_safe
+from synthaug.runs import load_safe
 from synthaug.errors import SynthaugError
 from synthaug.metrics import select_best_epoch
 from synthaug.train import class_diversity

@@ -11,8 +11,10 @@ import numpy as np
 
 from synthaug.errors import DataError
 
-FORMAT_VERSION = 1
-IMAGES, LABELS = "images", "labels"
+FORMAT_VERSION = 2  # the newest this code reads; v2 adds the optional soft_labels
+SOFT_LABELS_VERSION = 2  # files without soft labels are written as version 1, which every reader takes
+IMAGES, LABELS, SOFT_LABELS = "images", "labels", "soft_labels"
+SOFT_SUM_TOLERANCE = 1e-3
 PROGRESS_ATTR = "synthaug_chunks_done"  # present only while an export is incomplete
 PLAN_ATTR = "synthaug_plan"
 
@@ -27,11 +29,14 @@ class ExportInfo:
     class_names: tuple[str, ...]
     provenance: dict[str, Any]
     chunk_rows: int
+    has_soft_labels: bool = False
+    version: int = 1
 
 
 def create_export(path: Path, num_images: int, image_shape: tuple[int, int, int], class_names: list[str],
-                  chunk_rows: int, plan_key: str, compression: str | None = None) -> h5py.File:
-    """Create an (incomplete) export file with preallocated, chunked datasets."""
+                  chunk_rows: int, plan_key: str, compression: str | None = None,
+                  soft_labels: bool = False) -> h5py.File:
+    """Create an (incomplete) export file with preallocated, chunked datasets (and soft_labels (N, K) float32)."""
     f = h5py.File(path, "w", track_order=False)
     kwargs: dict[str, Any] = {}
     if compression:
@@ -40,8 +45,11 @@ def create_export(path: Path, num_images: int, image_shape: tuple[int, int, int]
                      chunks=(min(chunk_rows, max(num_images, 1)), *image_shape), **kwargs)
     f.create_dataset(LABELS, shape=(num_images,), dtype=np.int64,
                      chunks=(min(max(chunk_rows, 1024), max(num_images, 1)),), **kwargs)
+    if soft_labels:
+        f.create_dataset(SOFT_LABELS, shape=(num_images, len(class_names)), dtype=np.float32,
+                         chunks=(min(chunk_rows, max(num_images, 1)), len(class_names)), **kwargs)
     f.attrs["class_names"] = np.array(class_names, dtype=h5py.string_dtype("utf-8"))
-    f.attrs["synthaug_format_version"] = FORMAT_VERSION
+    f.attrs["synthaug_format_version"] = SOFT_LABELS_VERSION if soft_labels else 1
     f.attrs[PLAN_ATTR] = plan_key
     f.attrs[PROGRESS_ATTR] = 0
     return f
@@ -92,9 +100,30 @@ def _check(path: Path, f: h5py.File, allow_incomplete: bool) -> ExportInfo:
         lo, hi = int(np.min(labels[()])), int(np.max(labels[()]))
         if lo < 0 or hi >= len(names):
             raise DataError(f"{path}: labels span [{lo}, {hi}] but there are {len(names)} class names")
+    has_soft = SOFT_LABELS in f
+    if has_soft:
+        _check_soft_labels(path, f[SOFT_LABELS], images.shape[0], len(names), int(version))
     try:
         provenance = json.loads(f.attrs.get("provenance", "{}"))
     except json.JSONDecodeError:
         raise DataError(f"{path}: provenance attribute is not valid JSON") from None
     chunk_rows = images.chunks[0] if images.chunks else images.shape[0]
-    return ExportInfo(path, images.shape[0], tuple(images.shape[1:]), names, provenance, int(chunk_rows))
+    return ExportInfo(path, images.shape[0], tuple(images.shape[1:]), names, provenance, int(chunk_rows), has_soft,
+                      int(version))
+
+
+def _check_soft_labels(path: Path, soft: Any, n: int, k: int, version: int) -> None:
+    """soft_labels must be float (N, K) probabilities: in [0, 1], each row summing to 1; only from version 2."""
+    if version < SOFT_LABELS_VERSION:
+        raise DataError(f"{path}: has soft_labels but format version {version} (soft labels need version 2)")
+    if not isinstance(soft, h5py.Dataset) or soft.dtype.kind != "f" or soft.shape != (n, k):
+        raise DataError(f"{path}: 'soft_labels' must be float ({n}, {k}), got {getattr(soft, 'dtype', '?')} "
+                        f"{getattr(soft, 'shape', '?')}")
+    step = max(1, soft.chunks[0] if soft.chunks else n)
+    for lo in range(0, n, step):
+        block = soft[lo:lo + step]
+        if not np.isfinite(block).all() or block.min() < 0 or block.max() > 1:
+            raise DataError(f"{path}: 'soft_labels' rows {lo}-{lo + len(block) - 1} hold values outside [0, 1]")
+        bad = np.flatnonzero(np.abs(block.sum(1) - 1) > SOFT_SUM_TOLERANCE)
+        if bad.size:
+            raise DataError(f"{path}: 'soft_labels' row {lo + int(bad[0])} sums to {block[bad[0]].sum():.4f}, not 1")
