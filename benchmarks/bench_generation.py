@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 import synthaug
-from synthaug import ExportConfig, SamplingConfig
+from synthaug import ExportConfig
 from synthaug.config import ModelConfig
 from synthaug.models import build_models
 

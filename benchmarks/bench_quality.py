@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import synthaug
-from synthaug import ExportConfig, SamplingConfig
+from synthaug import ExportConfig
 from synthaug.benchmark import format_table
 
 

@@ -11,6 +11,7 @@ import click
 import synthaug
 from synthaug import distributed
 from synthaug import runs as synthaug_runs
+from synthaug.losses import list_losses
 from synthaug.models import list_archs
 from synthaug_cli.main import cli
 
@@ -38,16 +39,17 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @cli.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: runs/<data name>].")
-@click.option("--arch", type=click.Choice(list_archs()), default=synthaug.DEFAULT_ARCH, show_default=True)
+@click.option("--arch", type=click.Choice(list_archs()), default=None,
+              help="[default: the default recipe for the folder and device, printed when fit starts]")
 @click.option("--epochs", type=int, default=None, help="Epochs to train [default: 20].")
 @click.option("--minutes", type=float, default=None, help="Stop cleanly after this many minutes.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many generator steps.")
 @click.option("--batch-size", type=int, default=None, help="Images per step [default: 64].")
 @click.option("--resolution", type=int, default=None, help="Side length [default: the folder's own].")
-@click.option("--width", type=int, default=0, help="Network width [default: the architecture's own].")
+@click.option("--width", type=int, default=None, help="Network width [default: the architecture's own].")
 @click.option("--ema/--no-ema", default=None,
               help="Keep an EMA copy of the generator for sampling [default: the architecture's own].")
-@click.option("--loss", type=click.Choice(["bce", "hinge", "lsgan"]), default=None,
+@click.option("--loss", type=click.Choice(list_losses()), default=None,
               help="[default: the architecture's own]")
 @click.option("--lr-g", type=float, default=None)
 @click.option("--lr-d", type=float, default=None)
@@ -62,20 +64,23 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def fit(data: Path, out: Path | None, arch: str, resume: bool, quiet: bool, resolution: int | None, width: int,
-        ema: bool | None, **settings) -> None:
+def fit(data: Path, out: Path | None, arch: str | None, resume: bool, quiet: bool, resolution: int | None,
+        width: int | None, ema: bool | None, **settings) -> None:
     """Train a class-conditional GAN on DATA (root/<class>/<image>, or a folder with train/)."""
     run = synthaug.fit(data, out, arch=arch, resolution=resolution, width=width, ema=ema, resume=resume,
                        progress=not quiet, **settings)
     if distributed.current().is_main:
         click.echo(f"run folder: {run}")
+        click.echo(f"does it help your classifier? check with: synthaug tune {run} && "
+                   f"synthaug benchmark --synthetic {run}")
 
 
 def _sampling_overrides(truncation: float | None, latent_scale: float | None, min_confidence: float | None,
-                        soft_labels: bool | None, snapshots: str | None) -> dict:
+                        soft_labels: bool | None, snapshots: str | None, teacher_steps: int | None) -> dict:
     """The sampling flags a user set (None: not set, so the run's sampling.json or the default stands)."""
     return {"truncation": truncation, "latent_scale": latent_scale, "min_confidence": min_confidence,
-            "soft_labels": soft_labels, "snapshots": tuple(snapshots.split(",")) if snapshots else None}
+            "soft_labels": soft_labels, "snapshots": tuple(snapshots.split(",")) if snapshots else None,
+            "teacher_steps": teacher_steps}
 
 
 def _source(value: Path | None) -> Path:
@@ -100,6 +105,8 @@ def sampling_options(f):
                      help="Store the teacher's class probabilities beside the labels (HDF5 format version 2)."),
         click.option("--snapshots", default=None, metavar="E1,E2,..",
                      help="Pool these generator snapshots of the run (names under RUN/generators/)."),
+        click.option("--teacher-steps", type=int, default=None, metavar="N",
+                     help="Training steps of the teacher (soft labels, filter) [default: sampling.json or 1500]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -135,13 +142,13 @@ def sampling_options(f):
 @click.option("--quiet", is_flag=True)
 def export(run: Path | None, pretrained: str | None, classes: str | None, quiet: bool, out: Path,
            truncation: float | None, latent_scale: float | None, min_confidence: float | None,
-           soft_labels: bool | None, snapshots: str | None, **options) -> None:
+           soft_labels: bool | None, snapshots: str | None, teacher_steps: int | None, **options) -> None:
     """Generate a class-balanced synthetic data set from a trained generator."""
     if (options["per_class"] is None) == (options["balance_to"] is None):
         raise click.UsageError("give exactly one of --per-class N and --balance-to DIR")
     source = synthaug.pretrained_path(pretrained) if pretrained else _source(run)
-    sampling = export_mod.resolve_sampling(source, None, _sampling_overrides(truncation, latent_scale,
-                                                                             min_confidence, soft_labels, snapshots))
+    sampling = export_mod.resolve_sampling(source, None, _sampling_overrides(
+        truncation, latent_scale, min_confidence, soft_labels, snapshots, teacher_steps))
     config = synthaug.ExportConfig(classes=tuple(classes.split(",")) if classes else None, sampling=sampling,
                                    **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
     stats: dict = {}
@@ -164,7 +171,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
               help="Real test folder [default: test/ beside --real].")
 @click.option("--classifier", type=click.Choice(synthaug.list_classifiers()), default="cnn", show_default=True)
 @click.option("--steps", type=int, default=1000, show_default=True, help="Training steps per classifier.")
-@click.option("--ratios", default="0.25,0.5,1,2", show_default=True, help="Synthetic-per-real ratios (mixed sets).")
+@click.option("--ratios", default="0.25,0.5,1,2", show_default=True,
+              help="Synthetic-per-real ratios of the mixed sets ('none': real and synthetic only).")
 @click.option("--mix-recipe", "mix_recipes", default="concat", show_default=True, metavar="R1,R2,..",
               help="How real and synthetic images meet, each reported side by side at the same step budget: concat, "
                    "weighted:W (synthetic share of every batch), finetune[:F] (synthetic first, then real).")
@@ -186,8 +194,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
               help="With a protocol: CPU/GPU minutes for each generator it fits.")
 @click.option("--augment", default="translation,cutout", show_default=True,
               help="With a protocol: DiffAugment policy for the generators it fits (small data).")
-@click.option("--fit-arch", type=click.Choice(list_archs()), default=synthaug.DEFAULT_ARCH,
-              show_default=True, help="With a protocol: architecture of the generators it fits.")
+@click.option("--fit-arch", type=click.Choice(list_archs()), default=None,
+              help="With a protocol: architecture of the generators it fits [default: the default recipe].")
 @click.option("--fit-ema/--fit-no-ema", default=None,
               help="With a protocol: keep an EMA generator [default: the architecture's own].")
 @click.option("--class-balance/--no-class-balance", default=True, show_default=True,
@@ -201,12 +209,13 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, classifier: str, steps: int,
               ratios: str, mix_recipes: str, labels: str, truncation: float | None, latent_scale: float | None,
               min_confidence: float | None, soft_labels: bool | None, snapshots: str | None,
-              seeds: int, seed: int, logreg: bool, real_fraction: str | None, headroom: bool,
+              teacher_steps: int | None, seeds: int, seed: int, logreg: bool, real_fraction: str | None, headroom: bool,
               imbalance: str | None, keep: float, fit_minutes: float, augment: str, fit_arch: str, fit_ema: bool | None,
               class_balance: bool, work: Path | None, device: str, out: Path | None, quiet: bool) -> None:
     """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
     from synthaug import protocols
-    from synthaug.benchmark import format_table, real_dir_of
+    from synthaug.benchmark import real_dir_of
+    from synthaug.report import below_real, format_table
     from synthaug.report import default_report_dir, imbalance_table, low_data_table, write_protocol_report
 
     if synthetic is None and real is None:
@@ -218,7 +227,12 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
         real = real_dir_of(synthetic) if is_file else synthaug_runs.training_folder(synthetic)
     out = out or default_report_dir(real)
     recipe = synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed)
-    ratio_list = tuple(float(r) for r in ratios.split(","))
+    try:
+        ratio_list = () if ratios == "none" else tuple(float(r) for r in ratios.split(","))
+    except ValueError:
+        raise click.UsageError(f"--ratios: {ratios!r} is not a comma-separated list of numbers (or 'none')") from None
+    if any(r <= 0 for r in ratio_list):
+        raise click.UsageError(f"--ratios must be positive (got {ratios})")
     fit_settings = {"minutes": fit_minutes, "epochs": 10_000, "augment": augment, "arch": fit_arch, "ema": fit_ema}
     if headroom and not real_fraction:
         raise click.UsageError("--headroom needs --real-fraction F1,F2,.. (each below 1: held-out images must remain)")
@@ -243,12 +257,14 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
     else:
         if synthetic is None:
             raise click.UsageError("give --synthetic EXPORT (or a protocol: --real-fraction / --imbalance)")
-        overrides = _sampling_overrides(truncation, latent_scale, min_confidence, soft_labels, snapshots)
+        overrides = _sampling_overrides(truncation, latent_scale, min_confidence, soft_labels, snapshots,
+                                        teacher_steps)
         sampling = None if is_file else export_mod.resolve_sampling(synthetic, None, overrides)
         report = synthaug.benchmark(real, test, synthetic, recipe=recipe, ratios=ratio_list, seeds=seeds,
                                     logreg=logreg, device=device, out=out, progress=not quiet,
                                     mixes=tuple(mix_recipes.split(",")), labels=labels, sampling=sampling)
         click.echo(format_table(report))
+        click.echo(below_real(report))
     click.echo(f"wrote {out}")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 import synthaug
-from synthaug import ExportConfig, SamplingConfig
+from synthaug import ExportConfig
 from synthaug.benchmark import format_table
 from synthaug.data.fashion_mnist import write_fashion_mnist
 

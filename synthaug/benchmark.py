@@ -16,24 +16,15 @@ from synthaug._version import __version__
 from synthaug.classify import (ClassifierRecipe, Phase, TensorPool, classification_report, predict, teacher_recipe,
                                train_classifier, train_on_phases, trained_on_real)
 from synthaug.config import SamplingConfig
-from synthaug.data.dataset import SyntheticDataset, synthetic_subset
+from synthaug.data.dataset import SyntheticDataset, load_synthetic, synthetic_subset
 from synthaug.data.folder import LabelledImages, find_split, load_image_folder
 from synthaug.data.fresh import FreshPool
 from synthaug.device import resolve_device
 from synthaug.errors import DataError
+from synthaug.report import write_report
 
 LOGREG = "real (logistic regression)"
 TEACHER = "teacher alone (real data, its own recipe)"
-
-
-def load_synthetic(path: str | Path, class_names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels of an export, with labels remapped to the real folder's class order."""
-    ds = SyntheticDataset(path)
-    if set(ds.classes) - set(class_names):
-        raise DataError(f"{path}: classes {sorted(set(ds.classes) - set(class_names))} are not in the real data "
-                        f"({list(class_names)})")
-    remap = torch.tensor([class_names.index(c) for c in ds.classes])
-    return ds.raw_block(0, len(ds)).clone(), remap[torch.tensor(ds.targets)]
 
 
 def training_sets(real: LabelledImages, syn_images: torch.Tensor | None, syn_labels: torch.Tensor | None,
@@ -334,8 +325,6 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
               "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
               **environment(dev)}
     if out is not None:
-        from synthaug.report import write_report
-
         write_report(report, out, synthetic=synthetic if is_file else None)
     return report
 
@@ -380,21 +369,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     return {"device": str(device), "synthaug_version": __version__, "torch_version": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """A Markdown table of a benchmark report: condition, training images, accuracy and macro-F1 (mean ± std)."""
-    seeds = len(report.get("seeds", [0]))
-    lines = [f"| training data | images | accuracy ({seeds} seed{'s' * (seeds > 1)}) | macro-F1 |",
-             "|---|---:|---:|---:|"]
-    for name, r in report["results"].items():
-        acc = f"{100 * r['accuracy']:.2f}"
-        f1 = f"{100 * r['macro_f1']:.2f}"
-        if r.get("seeds", 1) > 1:
-            acc += f" ± {100 * r['accuracy_std']:.2f}"
-            f1 += f" ± {100 * r['macro_f1_std']:.2f}"
-        lines.append(f"| {name} | {r['train_images']} | {acc}% | {f1} |")
-    return "\n".join(lines)
 
 
 def real_dir_of(synthetic: str | Path) -> Path:

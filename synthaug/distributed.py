@@ -75,3 +75,51 @@ def shutdown() -> None:
     """Leave the process group (no-op in one process)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def main_decides(main_says: bool, device: torch.device) -> bool:
+    """Rank 0's decision, known to every rank (time-based choices would otherwise differ between ranks)."""
+    return any_rank([main_says and current().is_main], device)[0]
+
+
+def reseed_noise(seed: int, step: int) -> None:
+    """A noise stream per (seed, step, rank), so ranks do not draw the same latents."""
+    import numpy as np
+
+    torch.manual_seed(int(np.random.SeedSequence([seed, step, current().rank]).generate_state(1)[0]))
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around a module on this rank's device."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def broadcast_buffers(nets: list[torch.nn.Module]) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics drift apart between DDP's broadcasts)."""
+    for net in nets:
+        for buf in net.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
+def check_in_sync(nets: dict[str, torch.nn.Module], record: dict, path) -> None:
+    """Compare weights across ranks; rank 0 writes the result (with `record`) as JSON to `path`; a mismatch stops."""
+    import json
+
+    from synthaug.errors import SynthaugError
+    from synthaug.fsutil import atomic_write_text
+
+    info = current()
+    mine = {name: [float(v.detach().double().sum()) for v in net.state_dict().values() if v.is_floating_point()]
+            for name, net in nets.items()}
+    everyone: list = [None] * info.world_size
+    dist.all_gather_object(everyone, mine)
+    in_sync = {name: all(r[name] == everyone[0][name] for r in everyone) for name in nets}
+    if info.is_main:
+        atomic_write_text(path, json.dumps(
+            {"world_size": info.world_size, "backend": dist.get_backend(), **record, "in_sync": in_sync,
+             "checksums": {name: [sum(r[name]) for r in everyone] for name in nets}}, indent=1))
+    if not all(in_sync.values()):
+        raise SynthaugError(f"ranks disagree on {[k for k, v in in_sync.items() if not v]} after step "
+                            f"{record.get('step')}")

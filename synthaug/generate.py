@@ -15,6 +15,7 @@ from synthaug.errors import SynthaugError, is_out_of_memory
 from synthaug.models import ConditionalGenerator
 
 CPU_BATCH = 16  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
+HOPELESS_ROUNDS = 10  # redraw rounds after which a class with no accepted image at all is given up
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtypes by name
 
 
@@ -272,6 +273,8 @@ def _redraw_rejected(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int
         todo = todo[~ok]
         if todo.numel() == 0:
             return
+        if redraw >= HOPELESS_ROUNDS and any(sample_filter.accepted.get(int(c), 0) == 0 for c in labels[todo].unique()):
+            break  # a class none of whose many draws passed will not pass in the remaining rounds either
         rng = torch.Generator().manual_seed(chunk_seed(plan.seed, chunk, redraw))
         z = draw_latent(gen, plan, todo.numel(), rng)
         images[todo.to(images.device)] = _forward_uint8(gen, z, labels[todo], batch_size, images.device)[0]

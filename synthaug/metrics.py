@@ -113,9 +113,10 @@ def quality_metrics(classifier: torch.nn.Module, real: LabelledImages, fake_imag
 def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_class: int, seed: int,
                       device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images and labels (in the real folder's class order) from an HDF5 export or a generator."""
-    from synthaug.benchmark import load_synthetic
-    from synthaug.generate import generate, load_generator
-    from synthaug.train import resolve_device
+    from synthaug.data.dataset import load_synthetic
+    from synthaug.generate import generate
+    from synthaug.runs import load_generator
+    from synthaug.device import resolve_device
 
     source = Path(source)
     if source.suffix.lower() in (".h5", ".hdf5"):

@@ -17,11 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthaug.benchmark import (compare, environment, load_real_and_test, load_synthetic, stratified_indices,
+from synthaug.benchmark import (benchmark, compare, environment, load_real_and_test, load_synthetic, stratified_indices,
                                 summarise, test_split_of, train_and_test)
 from synthaug.classify import ClassifierRecipe
+from synthaug.config import ExportConfig
+from synthaug.device import resolve_device
 from synthaug.data.folder import scan_folder
 from synthaug.errors import DataError
+from synthaug.export import export
 
 
 def subset_folder(real_dir: str | Path, out: str | Path, keep: np.ndarray) -> Path:
@@ -47,15 +50,17 @@ def subset_folder(real_dir: str | Path, out: str | Path, keep: np.ndarray) -> Pa
 def _fit_and_export(folder: Path, work: Path, fit_settings: dict[str, Any], per_class: int | None,
                     balance: bool, progress: bool) -> Path:
     """Fit a generator on `folder` (or reuse a finished one) and export from it (or reuse the export)."""
-    import synthaug
+    from synthaug.train import fit  # protocols orchestrate fitting; the benchmark itself never trains a GAN
 
     run = work / "run"
     if not (run / "generator.pt").is_file() or not (run / ".done").is_file():
-        synthaug.fit(folder, run, resume=(run / "checkpoint.pt").is_file(), progress=progress, **fit_settings)
+        fit(folder, run, resume=(run / "checkpoint.pt").is_file(), progress=progress, **fit_settings)
         (run / ".done").touch()
     syn = work / "synthetic.h5"
     if not syn.is_file():
-        synthaug.export(run, syn, ExportConfig(per_class=per_class, balance_to=str(folder if balance else None), resume=True), progress=progress)
+        config = ExportConfig(per_class=None if balance else per_class, balance_to=str(folder) if balance else None,
+                              resume=True)
+        export(run, syn, config, progress=progress)
     return syn
 
 
@@ -68,8 +73,6 @@ def low_data(real_dir: str | Path, test_dir: str | Path | None, fractions: Seque
 
     `synthetic_full` (an export of a generator trained on all of `real_dir`) is used for fraction 1 when given.
     """
-    import synthaug
-
     work = Path(work)
     index = scan_folder(real_dir)
     labels = np.asarray(index.labels)
@@ -82,7 +85,7 @@ def low_data(real_dir: str | Path, test_dir: str | Path | None, fractions: Seque
             syn = Path(synthetic_full)
         else:
             syn = _fit_and_export(Path(folder), work / f"gan-{f:g}", fit_settings or {}, per_class, False, progress)
-        report = synthaug.benchmark(folder, test_dir or test_split_of(real_dir), syn, recipe=recipe,
+        report = benchmark(folder, test_dir or test_split_of(real_dir), syn, recipe=recipe,
                                     ratios=tuple(ratios), seeds=seeds, device=device, progress=progress)
         rows[f"{f:g}"] = {"fraction": f, "real_images": int(len(keep)), "synthetic": str(syn),
                           "results": report["results"]}
@@ -111,8 +114,6 @@ def headroom(real_dir: str | Path, test_dir: str | Path | None, fractions: Seque
     per class, in place of synthetic ones; the same classifier recipe. Its gains bound what any generator fitted
     on that fraction can add at that budget.
     """
-    from synthaug.train import resolve_device
-
     recipe = recipe or ClassifierRecipe()
     full, test, test_dir = load_real_and_test(real_dir, test_dir, None, progress)
     labels = full.labels.numpy()
@@ -141,8 +142,6 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
     (`export --balance-to`) from a generator fitted on the imbalanced set alone, with class-balanced sampling
     unless `fit_settings` says `class_balance=False`.
     """
-    from synthaug.train import resolve_device
-
     recipe = recipe or ClassifierRecipe()
     work = Path(work)
     index = scan_folder(real_dir)

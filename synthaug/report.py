@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from synthaug import plots
+from synthaug.data.dataset import load_synthetic
 from synthaug.fsutil import atomic_write_text
 
 
@@ -33,11 +34,42 @@ def recall_table(report: dict[str, Any], classes: list[str] | None = None) -> st
     return "\n".join(lines)
 
 
+def format_table(report: dict[str, Any]) -> str:
+    """A Markdown table of a benchmark report: condition, training images, accuracy and macro-F1 (mean ± std), and
+    the difference to real-only, marked where a condition scores below it."""
+    seeds = len(report.get("seeds", [0]))
+    real = report["results"].get("real", {}).get("accuracy")
+    lines = [f"| training data | images | accuracy ({seeds} seed{'s' * (seeds > 1)}) | macro-F1 | vs real |",
+             "|---|---:|---:|---:|---:|"]
+    for name, r in report["results"].items():
+        acc = f"{100 * r['accuracy']:.2f}"
+        f1 = f"{100 * r['macro_f1']:.2f}"
+        if r.get("seeds", 1) > 1:
+            acc += f" ± {100 * r['accuracy_std']:.2f}"
+            f1 += f" ± {100 * r['macro_f1_std']:.2f}"
+        delta = "" if real is None or name == "real" else f"{100 * (r['accuracy'] - real):+.2f}"
+        if delta and r["accuracy"] < real:
+            delta += " BELOW REAL"
+        lines.append(f"| {name} | {r['train_images']} | {acc}% | {f1} | {delta} |")
+    return "\n".join(lines)
+
+
+def below_real(report: dict[str, Any]) -> str:
+    """One line: the conditions that score below real-only (synthetic data that hurts), or that none does."""
+    results = report["results"]
+    if "real" not in results:
+        return ""
+    real = results["real"]["accuracy"]
+    worse = [n for n, r in results.items() if n != "real" and r["accuracy"] < real]
+    if not worse:
+        return f"no condition scores below real-only ({100 * real:.2f}%)"
+    return (f"below real-only ({100 * real:.2f}%): " + ", ".join(
+        f"{n} ({100 * (results[n]['accuracy'] - real):+.2f})" for n in worse))
+
+
 def write_report(report: dict[str, Any], folder: str | Path, synthetic: str | Path | None = None,
                  title: str = "synthaug benchmark") -> Path:
     """Write report.json, report.md and the plots (accuracy vs ratio, per-class recall, confusion, samples)."""
-    from synthaug.benchmark import format_table
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "report.json", json.dumps(report, indent=1))
@@ -47,8 +79,6 @@ def write_report(report: dict[str, Any], folder: str | Path, synthetic: str | Pa
     plots.confusion_matrices(results, names, folder / "confusion.png")
     figures = ["accuracy_vs_ratio.png", "per_class_recall.png", "confusion.png"]
     if synthetic is not None:
-        from synthaug.benchmark import load_synthetic
-
         images, labels = load_synthetic(synthetic, tuple(names))
         first = np.concatenate([np.flatnonzero(labels.numpy() == c)[:10] for c in range(len(names))])
         plots.class_sample_grid(images[first].numpy(), labels[first].numpy(), names, folder / "samples.png")
@@ -56,7 +86,7 @@ def write_report(report: dict[str, Any], folder: str | Path, synthetic: str | Pa
     md = [f"# {title}", "", f"Real training data: `{report['real']}` (fraction {report.get('real_fraction', 1)}); "
           f"test: `{report['test']}`; synthetic: `{report.get('synthetic')}`.",
           f"Classifier recipe: `{json.dumps(report['recipe'])}`; seeds {report.get('seeds')}.", "",
-          format_table(report), "", "## Per-class recall (%)", "", recall_table(report), ""]
+          format_table(report), "", below_real(report), "", "## Per-class recall (%)", "", recall_table(report), ""]
     md += [f"![{f}]({f})" for f in figures]
     atomic_write_text(folder / "report.md", "\n".join(md) + "\n")
     return folder

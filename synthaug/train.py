@@ -18,26 +18,24 @@ from typing import Any
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
-import numpy as np
-from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from synthaug import distributed
 from synthaug._version import __version__
-from synthaug.device import resolve_device
+from synthaug.device import pin_if_cuda, resolve_device
 from synthaug.augment import diff_augment, parse_policy
 from synthaug.runs import GENERATOR_FILE, SNAPSHOTS, TRAINING_STATE, load_safe, save_atomic, save_generator
 from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
 from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
-from synthaug.errors import CheckpointError, SynthaugError, is_out_of_memory
-from synthaug.fsutil import atomic_path, atomic_write_text
+from synthaug.errors import CheckpointError, SynthaugError
+from synthaug.fsutil import atomic_write_text
 from synthaug.losses import LossPair, get_loss
-from synthaug.models import DEFAULT_ARCH, ConditionalGenerator, build_models, get_arch
-from synthaug.plots import grid_animation, training_curves
+from synthaug.models import ConditionalGenerator, build_models, get_arch
+from synthaug.monitor import Monitor, fixed_grid_inputs
+from synthaug.recovery import Recovery
 
 LOG_EVERY = 25
 CHECKPOINT_MINUTES = 5.0
-COLLAPSE_DIVERSITY = 0.02  # RMS pixel distance in [0, 1]; real Fashion-MNIST classes sit near 0.3
 
 
 def default_run_dir(data_dir: str | Path, runs: str | Path = "runs") -> Path:
@@ -82,6 +80,16 @@ class Models:
     def sampler(self) -> ConditionalGenerator:
         """The generator whose weights are exported."""
         return self.ema.module if self.ema is not None else self.g
+
+    def nets(self) -> dict[str, nn.Module]:
+        """The networks by checkpoint name: generator, discriminator and (when used) the EMA generator."""
+        return {"generator": self.g, "discriminator": self.d, **({"generator_ema": self.ema} if self.ema is not None else {})}
+
+    def wrap_ddp(self, device: torch.device) -> None:
+        """DistributedDataParallel for G and for D's real+fake pair (BatchNorm statistics stay per rank:
+        SyncBatchNorm needs a GPU; rank 0's buffers are broadcast before every checkpoint)."""
+        self.g_train = distributed.wrap_ddp(self.g, device)
+        self.d_pair = distributed.wrap_ddp(self.d_pair, device)
 
 
 def ema_with_warmup(decay: float) -> Callable[[list, list, Any], None]:
@@ -217,58 +225,6 @@ def epoch_order(labels: torch.Tensor, generator: torch.Generator, class_balance:
     return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
 
 
-def fixed_grid_inputs(num_classes: int, latent: Callable[..., torch.Tensor], seed: int, per_row: int = 10):
-    """Fixed noise and labels for the per-epoch grid: one row per class."""
-    gen = torch.Generator().manual_seed(seed + 7919)
-    z = latent(num_classes * per_row, generator=gen)
-    labels = torch.arange(num_classes).repeat_interleave(per_row)
-    return z, labels
-
-
-@torch.inference_mode()
-def save_sample_grid(g: ConditionalGenerator, z: torch.Tensor, labels: torch.Tensor, path: Path,
-                     per_row: int = 10) -> torch.Tensor:
-    """Write a PNG grid of samples, one row per class; return the grid's images in [0, 1]."""
-    from PIL import Image
-
-    was_training = g.training
-    g.eval()
-    device = next(g.parameters()).device
-    images = g(z.to(device), labels.to(device)).float().cpu()
-    g.train(was_training)
-    images = ((images + 1) / 2).clamp(0, 1)
-    grid = make_grid(images, nrow=per_row, padding=2, pad_value=1.0)
-    arr = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    with atomic_path(path, ".png") as tmp:
-        Image.fromarray(arr if arr.shape[2] == 3 else arr[:, :, 0]).save(tmp, format="PNG")
-    return images
-
-
-def class_diversity(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:
-    """Mean pairwise RMS pixel distance between samples of each class (near 0: the class has collapsed)."""
-    flat = images.flatten(1).float()
-    out = []
-    for c in range(num_classes):
-        x = flat[labels == c]
-        if len(x) < 2:
-            out.append(float("nan"))
-            continue
-        d = torch.cdist(x, x) / flat.shape[1] ** 0.5
-        out.append(float(d.sum() / (len(x) * (len(x) - 1))))
-    return out
-
-
-def tensorboard_writer(out: Path):
-    """A SummaryWriter into OUT/tensorboard when the optional `tensorboard` extra is installed, else None."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out / "tensorboard"))
-
-
 def _resolve_train_config(arch: str, overrides: dict[str, Any]) -> TrainConfig:
     """TrainConfig from the architecture's defaults, overridden by what the caller set (None = not set)."""
     values = dict(get_arch(arch).train_defaults)
@@ -281,16 +237,19 @@ def _resolve_train_config(arch: str, overrides: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFAULT_ARCH,
+def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str | None = None,
         resolution: int | None = None, resume: bool = False, progress: bool = True, workers: int | None = None,
-        width: int = 0, latent_dim: int = 100, ema: bool | None = None,
+        width: int | None = None, latent_dim: int = 100, ema: bool | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None, **train_settings: Any) -> Path:
     """Train a class-conditional GAN on a labelled image folder and return the run folder.
 
     Args:
         data_dir: `root/<class>/<image>`, or a folder with a `train/` split.
         out: run folder (default `runs/<folder name>`).
-        arch: architecture name (see `synthaug.models.list_archs()`).
+        arch: architecture name (see `synthaug.models.list_archs()`); None: the default recipe
+            (`synthaug.recipes.default_recipe`), which also picks resolution, DiffAugment, class balance and the
+            epoch budget for the folder and device, prints its choices when `progress` and records them in
+            config.json.
         resolution: side length (default: the folder's own, rounded to a supported size).
         resume: continue the run in `out` from its last checkpoint.
         **train_settings: any field of `TrainConfig` (epochs, minutes, batch_size, seed, device, lr_g, ...).
@@ -304,6 +263,17 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
     info = distributed.init_from_env(train_settings.get("device") or "auto")
     data_dir = resolve_split(data_dir)
     out = Path(out) if out is not None else default_run_dir(data_dir)
+    recipe = None
+    if arch is None and not resume:
+        from synthaug.recipes import recipe_for_folder
+
+        recipe = recipe_for_folder(data_dir, resolve_device(train_settings.get("device")), resolution,
+                                   train_settings)
+        arch, resolution = recipe.arch, recipe.resolution
+        ema = recipe.ema if ema is None else ema
+        train_settings = {**recipe.settings, **{k: v for k, v in train_settings.items() if v is not None}}
+        if progress and info.is_main:
+            tqdm.write("default recipe (synthaug.recipes.default_recipe):\n" + recipe.describe())
     if resume:
         cfg = _resumed_config(out, train_settings)
     else:
@@ -326,7 +296,8 @@ def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str = DEFA
                               latent_dim, width or get_arch(arch).default_width,
                               get_arch(arch).ema if ema is None else ema),
             train=_resolve_train_config(arch, train_settings),
-            synthaug_version=__version__)
+            synthaug_version=__version__,
+            extra={"recipe": list(recipe.reasons)} if recipe is not None else {})
     elif tuple(cfg.data.class_names) != data.class_names:
         raise SynthaugError(f"{data_dir}: classes {list(data.class_names)} differ from the run's "
                             f"{list(cfg.data.class_names)}")
@@ -354,6 +325,56 @@ def _resumed_config(out: Path, overrides: dict[str, Any]) -> RunConfig:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed))
 
 
+def models_state(m: Models) -> dict[str, Any]:
+    """The state dicts of both networks, their optimisers and the EMA copy."""
+    state = {"generator": m.g.state_dict(), "discriminator": m.d.state_dict(),
+             "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict()}
+    if m.ema is not None:
+        state["generator_ema"] = m.ema.state_dict()
+    return state
+
+
+def load_models_state(m: Models, state: dict[str, Any], where: str, arch: str) -> None:
+    """Restore what `models_state` saved; a mismatch is a one-line CheckpointError."""
+    try:
+        for net, key in ((m.g, "generator"), (m.d, "discriminator"), (m.opt_g, "opt_g"), (m.opt_d, "opt_d"),
+                         *([(m.ema, "generator_ema")] if m.ema is not None else [])):
+            net.load_state_dict(state[key])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: does not match the run's architecture {arch!r} "
+                              f"({str(exc).splitlines()[0][:160]})") from None
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's CPU (and CUDA) random states, for a checkpoint."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], cuda: bool) -> None:
+    """Restore what `rng_state` saved (the CUDA states only when `cuda`: under DDP each rank reseeds instead)."""
+    torch.set_rng_state(state["torch_rng"])
+    if cuda and "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def rank_batch(images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, start: int, global_batch: int,
+               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of the global batch at `start` of the epoch's permutation, in [-1, 1].
+
+    One permutation per epoch, the same on every rank; rank r keeps every world_size-th image from r (the
+    interleaving DistributedSampler uses), so a resume with another world size continues at the same place.
+    """
+    info = distributed.current()
+    idx = order[start + info.rank:start + global_batch:info.world_size]
+    real = images[idx].float().div_(127.5).sub_(1.0)
+    if channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+    return real, labels[idx]
+
+
 class Trainer:
     """Holds the state of one run; `run()` trains until the epoch, step or time budget is spent."""
 
@@ -367,49 +388,26 @@ class Trainer:
         self.models = build_training(cfg.model, cfg.train, self.device)
         self.models.g.class_names = data.class_names
         self.loss = get_loss(cfg.train.loss)
-        self.loss_name = cfg.train.loss
-        images = data.images
-        if self.device.type == "cuda":
-            images = images.pin_memory()
         # The whole uint8 set moves to the device once; batches are gathered and normalised there.
-        self.images = images.to(self.device, non_blocking=True)
+        self.images = pin_if_cuda(data.images, self.device).to(self.device, non_blocking=True)
         self.labels = data.labels.to(self.device, non_blocking=True)
         self.order_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
-        self.grid_z, self.grid_labels = fixed_grid_inputs(cfg.model.num_classes, self.models.g.sample_latent,
-                                                          cfg.train.seed)
-        self.epoch = 0
-        self.images_in_epoch = 0  # images of this epoch's permutation already used, by all ranks together
-        self.step = 0
+        grid = fixed_grid_inputs(cfg.model.num_classes, self.models.g.sample_latent, cfg.train.seed)
+        self.monitor = Monitor(out, cfg.data.class_names, cfg.train.loss, grid, self.dist.is_main)
+        # images_in_epoch: images of this epoch's permutation already used, by all ranks together
+        self.epoch = self.step = self.images_in_epoch = 0
         self.order_state = self.order_gen.get_state()
-        self.lr_halved = False
-        self.halves = False  # set once a batch runs out of memory: batches then train as two halves
+        self.recovery = Recovery(self.device)
         self.augment = parse_policy(cfg.train.augment)
-        self.tb = tensorboard_writer(out) if self.dist.is_main else None
-        if cfg.train.channels_last:
-            # NHWC convolutions are ~1.9x faster on the CPU (oneDNN) and on tensor cores.
+        if cfg.train.channels_last:  # NHWC convolutions are ~1.9x faster on the CPU (oneDNN) and on tensor cores
             for net in (self.models.g, self.models.d):
                 net.to(memory_format=torch.channels_last)
         if cfg.train.compile:
             self.models.g.compile()
             self.models.d.compile()
         if self.dist.enabled:
-            self._wrap_ddp()
-
-    def _wrap_ddp(self) -> None:
-        """DistributedDataParallel for G and for D's real+fake pair; each rank draws its own noise."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        m = self.models
-        # BatchNorm statistics stay per rank (SyncBatchNorm needs a GPU); DDP broadcasts rank 0's buffers.
-        m.g_train = DDP(m.g, device_ids=ids)
-        m.d_pair = DDP(m.d_pair, device_ids=ids)
-        self._reseed_noise()
-
-    def _reseed_noise(self) -> None:
-        """A noise stream per (seed, step, rank), so ranks do not draw the same latents."""
-        seed = int(np.random.SeedSequence([self.cfg.train.seed, self.step, self.dist.rank]).generate_state(1)[0])
-        torch.manual_seed(seed)
+            self.models.wrap_ddp(self.device)
+            distributed.reseed_noise(cfg.train.seed, self.step)
 
     @property
     def global_batch(self) -> int:
@@ -423,6 +421,7 @@ class Trainer:
 
     @property
     def batches_per_epoch(self) -> int:
+        """Steps in a whole epoch."""
         return max(1, self.images.shape[0] // self.global_batch)
 
     @property
@@ -432,73 +431,22 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """All that a resume needs, as plain tensors and dicts (loadable with weights_only=True)."""
-        m = self.models
-        state = {"generator": m.g.state_dict(), "discriminator": m.d.state_dict(),
-                 "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(),
-                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+        state = {**models_state(self.models), "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
                  "images_in_epoch": self.images_in_epoch, "world_size": self.dist.world_size,
-                 "order_state": self.order_state, "torch_rng": torch.get_rng_state(),
-                 "lr_halved": self.lr_halved, "config": run_config_to_json(self.cfg)}
-        if m.ema is not None:
-            state["generator_ema"] = m.ema.state_dict()
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+                 "order_state": self.order_state, **rng_state(),
+                 "lr_halved": self.recovery.lr_halved, "config": run_config_to_json(self.cfg)}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state written by `state_dict`."""
-        m = self.models
-        try:
-            m.g.load_state_dict(state["generator"])
-            m.d.load_state_dict(state["discriminator"])
-            m.opt_g.load_state_dict(state["opt_g"])
-            m.opt_d.load_state_dict(state["opt_d"])
-            if m.ema is not None:
-                m.ema.load_state_dict(state["generator_ema"])
-        except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{self.out / TRAINING_STATE}: does not match the run's architecture "
-                                  f"{self.cfg.model.arch!r} ({str(exc).splitlines()[0][:160]})") from None
+        load_models_state(self.models, state, f"{self.out / TRAINING_STATE}", self.cfg.model.arch)
         self.epoch, self.step = state["epoch"], state["step"]
         self.images_in_epoch = int(state.get("images_in_epoch", state["batch_in_epoch"] * self.cfg.train.batch_size))
         self.order_state = state["order_state"]
-        self.lr_halved = bool(state.get("lr_halved", False))
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available() and not self.dist.enabled:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.recovery.lr_halved = bool(state.get("lr_halved", False))
+        restore_rng_state(state, cuda=not self.dist.enabled)
         if self.dist.enabled:
-            self._reseed_noise()
-
-    def _sync_buffers(self) -> None:
-        """Give every rank rank 0's buffers (BatchNorm statistics drift apart between DDP's broadcasts)."""
-        import torch.distributed as dist
-
-        m = self.models
-        for net in (m.g, m.d, *([m.ema] if m.ema is not None else [])):
-            for buf in net.buffers():
-                dist.broadcast(buf.data, src=0)
-
-    def _check_ranks_in_sync(self) -> None:
-        """Compare G, D and EMA weights across ranks; rank 0 records the result in distributed.json."""
-        import torch.distributed as dist
-
-        m = self.models
-        nets = {"generator": m.g, "discriminator": m.d, **({"generator_ema": m.ema} if m.ema is not None else {})}
-        mine = {name: [float(v.detach().double().sum()) for v in net.state_dict().values() if v.is_floating_point()]
-                for name, net in nets.items()}
-        everyone: list[Any] = [None] * self.dist.world_size
-        dist.all_gather_object(everyone, mine)
-        in_sync = {name: all(r[name] == everyone[0][name] for r in everyone) for name in nets}
-        if self.dist.is_main:
-            atomic_write_text(self.out / "distributed.json", json.dumps(
-                {"world_size": self.dist.world_size, "backend": dist.get_backend(), "step": self.step,
-                 "global_batch": self.global_batch, "in_sync": in_sync,
-                 "checksums": {name: [sum(r[name]) for r in everyone] for name in nets}}, indent=1))
-        if not all(in_sync.values()):
-            raise SynthaugError(f"ranks disagree on {[k for k, v in in_sync.items() if not v]} after step {self.step}")
-
-    def _decide(self, main_says: bool) -> bool:
-        """Rank 0's decision, known to every rank (time-based choices would otherwise differ between ranks)."""
-        return distributed.any_rank([main_says and self.dist.is_main], self.device)[0]
+            distributed.reseed_noise(self.cfg.train.seed, self.step)
 
     def save(self, full: bool = True) -> None:
         """Write the exportable generator and (when `full`) the training state, each atomically (rank 0 only;
@@ -508,59 +456,27 @@ class Trainer:
                 save_atomic(self.state_dict(), self.out / TRAINING_STATE)
             distributed.barrier()
             self.last_save = time.monotonic()
-        if not self.dist.is_main:
-            return
-        save_generator(self.out / GENERATOR_FILE, self.cfg.model, self.cfg.data.class_names,
-                       self.models.sampler.state_dict(), self.step, self.epoch)
+        if self.dist.is_main:
+            save_generator(self.out / GENERATOR_FILE, self.cfg.model, self.cfg.data.class_names,
+                           self.models.sampler.state_dict(), self.step, self.epoch)
 
     def end_of_epoch(self, means: dict[str, float]) -> None:
-        """Sample grid, diversity, curves and a small generator snapshot every epoch; the full state every
-        few minutes."""
-        full = self._decide(time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60)
-        if not self.dist.is_main:
-            self.save(full=full)
-            return
-        images = save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
-                                  self.out / "samples" / f"epoch_{self.epoch:04d}.png")
-        diversity = class_diversity(images, self.grid_labels, self.cfg.model.num_classes)
-        collapsed = [self.cfg.data.class_names[c] for c, d in enumerate(diversity) if d < COLLAPSE_DIVERSITY]
-        if collapsed:
-            warnings.warn(f"epoch {self.epoch}: samples of {collapsed} barely differ (diversity < "
-                          f"{COLLAPSE_DIVERSITY}); the generator may be collapsing", stacklevel=2)
-        if self.loss_name in ("bce", "hinge") and means.get("d_fake", 0.0) < -6.0 and \
-                means.get("d_real", 0.0) - means.get("d_fake", 0.0) > 8.0:
-            warnings.warn(f"epoch {self.epoch}: the discriminator wins outright (mean D(real) {means['d_real']:.1f}, "
-                          f"D(fake) {means['d_fake']:.1f}): the generator's gradients vanish; lower --lr-d, add "
-                          f"--augment, or try --loss hinge", stacklevel=2)
-        row = {"epoch": self.epoch, "step": self.step, **means, "diversity_per_class": diversity}
-        with open(self.out / "epochs.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        training_curves(self.out / "log.jsonl", self.out / "epochs.jsonl", self.out / "curves.png")
-        if self.tb is not None:
-            self.tb.add_image("samples", make_grid(images, nrow=10, padding=2, pad_value=1.0), self.step)
-            for name, d in zip(self.cfg.data.class_names, diversity):
-                self.tb.add_scalar(f"diversity/{name}", d, self.step)
-            self.tb.flush()
+        """Monitoring and a generator snapshot every epoch; the full state every few minutes."""
+        full = distributed.main_decides(time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60, self.device)
+        if self.dist.is_main:
+            self.monitor.epoch(self.models.sampler, self.epoch, self.step, means)
         self.save(full=full)
-        (self.out / SNAPSHOTS).mkdir(exist_ok=True)
-        shutil.copyfile(self.out / GENERATOR_FILE, self.out / SNAPSHOTS / f"epoch_{self.epoch:04d}.pt")
+        if self.dist.is_main:
+            (self.out / SNAPSHOTS).mkdir(exist_ok=True)
+            shutil.copyfile(self.out / GENERATOR_FILE, self.out / SNAPSHOTS / f"epoch_{self.epoch:04d}.pt")
 
     def batches(self):
-        """Yield (real images in [-1, 1], labels) for the rest of the current epoch.
-
-        One permutation per epoch, the same on every rank; each step takes the next global batch and rank r
-        keeps every world_size-th image from r (the interleaving DistributedSampler uses), so a resume with
-        another world size continues at the same place in the permutation.
-        """
+        """Yield (real images in [-1, 1], labels) for the rest of the current epoch (see `rank_batches`)."""
         self.order_gen.set_state(self.order_state)
         order = epoch_order(self.labels.cpu(), self.order_gen, self.cfg.train.class_balance).to(self.device)
-        gb, world, rank = self.global_batch, self.dist.world_size, self.dist.rank
-        while self.images_in_epoch + gb <= self.images.shape[0]:
-            idx = order[self.images_in_epoch + rank:self.images_in_epoch + gb:world]
-            real = self.images[idx].float().div_(127.5).sub_(1.0)
-            if self.cfg.train.channels_last:
-                real = real.contiguous(memory_format=torch.channels_last)
-            yield real, self.labels[idx]
+        while self.images_in_epoch + self.global_batch <= self.images.shape[0]:
+            yield rank_batch(self.images, self.labels, order, self.images_in_epoch, self.global_batch,
+                             self.cfg.train.channels_last)
 
     def run(self, resume: bool) -> None:
         """Train until a budget is spent or a stop is requested, checkpointing as it goes."""
@@ -583,21 +499,21 @@ class Trainer:
                 status, means = self._run_epoch(log, stop, deadline)
                 if status == "done" and (self.epoch % self.sample_every == 0 or self.epoch == t.epochs):
                     self.end_of_epoch(means)
-            if self.dist.enabled:
-                self._sync_buffers()
-            self.save()
-            if self.dist.enabled:
-                self._check_ranks_in_sync()
-            if not self.dist.is_main:
-                return
-            if status == "stop" and self.batch_in_epoch:
-                save_sample_grid(self.models.sampler, self.grid_z, self.grid_labels,
-                                 self.out / "samples" / f"step_{self.step:07d}.png")
-            grid_animation(sorted((self.out / "samples").glob("epoch_*.png")), self.out / "samples.gif")
-            if self.tb is not None:
-                self.tb.close()
-            if stop.reason:
-                warnings.warn(f"stopped by {stop.reason}; checkpoint saved in {self.out}", stacklevel=2)
+            self._finish(status, stop)
+
+    def _finish(self, status: str, stop: StopFlag) -> None:
+        """The last checkpoint (ranks agreed and checked first), the closing grid and animation."""
+        m = self.models
+        if self.dist.enabled:  # ranks agree on buffers before the last checkpoint, and are checked after it
+            distributed.broadcast_buffers(list(m.nets().values()))
+        self.save()
+        if self.dist.enabled:
+            distributed.check_in_sync(m.nets(), {"step": self.step, "global_batch": self.global_batch},
+                                      self.out / "distributed.json")
+        if self.dist.is_main:
+            self.monitor.close(m.sampler, self.step, status == "stop" and self.batch_in_epoch > 0)
+        if stop.reason and self.dist.is_main:
+            warnings.warn(f"stopped by {stop.reason}; checkpoint saved in {self.out}", stacklevel=3)
 
     def _run_epoch(self, log, stop: StopFlag, deadline: float) -> tuple[str, dict[str, float]]:
         """Train on the rest of one epoch: 'done', 'stop' (budget or signal) or 'retry' (after a recovery),
@@ -610,7 +526,7 @@ class Trainer:
         n = 0
         for real, labels in self.batches():
             want = self.step % LOG_EVERY == 0
-            stats = self._train_step_or_halves(real, labels, smoothing, want)
+            stats = self.recovery.step(lambda r, y, w: self._train_step(r, y, smoothing, w), real, labels, want)
             self.step += 1
             self.images_in_epoch += self.global_batch
             bar.update(1)
@@ -618,21 +534,17 @@ class Trainer:
             budget_spent = time.monotonic() > deadline or bool(t.max_steps and self.step >= t.max_steps)
             save_due = time.monotonic() - self.last_save > CHECKPOINT_MINUTES * 60 and self.dist.is_main
             nonfinite = not all(math.isfinite(v) for v in row.values())
-            if self.dist.enabled:  # every rank takes the same decision at the same step
-                stopping, nonfinite, save_due = distributed.any_rank(
-                    [bool(stop.reason) or budget_spent, nonfinite, save_due], self.device)
-            else:
-                stopping = bool(stop.reason) or budget_spent
+            # every rank takes the same decision at the same step (a no-op in one process)
+            stopping, nonfinite, save_due = distributed.any_rank(
+                [bool(stop.reason) or budget_spent, nonfinite, save_due], self.device)
             if nonfinite:
                 bar.close()
-                self._recover(row)
+                restore = (lambda: self.load_state_dict(load_safe(self.out / TRAINING_STATE))) \
+                    if (self.out / TRAINING_STATE).is_file() else None
+                self.recovery.nonfinite(self.step, row, restore, [self.models.opt_g, self.models.opt_d])
                 return "retry", {}
             if want:
-                log.write(json.dumps({"step": self.step, "epoch": self.epoch, **row}) + "\n")
-                log.flush()
-                if self.tb is not None:
-                    for k, v in row.items():
-                        self.tb.add_scalar(f"train/{k}", v, self.step)
+                self.monitor.step(log, self.step, self.epoch, row)
                 bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}")
                 for k, v in row.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -653,15 +565,6 @@ class Trainer:
 
     def _train_step(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
                     want: bool) -> dict[str, Any]:
-        """The D step(s) and the G step on one batch (as two halves once a batch has run out of memory)."""
-        if self.halves and real.shape[0] > 1:
-            h = real.shape[0] // 2
-            self._train_step_plain(real[:h], labels[:h], smoothing, False)
-            return self._train_step_plain(real[h:], labels[h:], smoothing, want)
-        return self._train_step_plain(real, labels, smoothing, want)
-
-    def _train_step_plain(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
-                          want: bool) -> dict[str, Any]:
         """One pass of d_steps discriminator updates and one generator update."""
         t = self.cfg.train
         stats: dict[str, Any] = {}
@@ -669,36 +572,3 @@ class Trainer:
             stats.update(d_step(self.models, self.loss, real, labels, smoothing, want, self.augment))
         stats.update(g_step(self.models, self.loss, labels, want, self.augment, t.mode_seeking))
         return stats
-
-    def _train_step_or_halves(self, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
-                              want: bool) -> dict[str, Any]:
-        """One training step; out of memory, every batch from then on trains as two half batches (with a warning).
-        A second failure, or one at batch 1, stops with one line (the last checkpoint is intact)."""
-        try:
-            return self._train_step(real, labels, smoothing, want)
-        except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-            if not is_out_of_memory(exc):
-                raise
-        # Retried here, not inside `except`: the live exception's traceback would keep the activations allocated.
-        if self.halves or real.shape[0] < 2:
-            raise SynthaugError(f"out of memory at batch {real.shape[0]} on {self.device}; "
-                                f"resume with a smaller --batch-size")
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        self.halves = True
-        warnings.warn(f"out of memory on {self.device} at batch {real.shape[0]}: each batch now trains as two "
-                      f"updates on {real.shape[0] // 2} images", stacklevel=2)
-        return self._train_step(real, labels, smoothing, want)
-
-    def _recover(self, row: dict[str, float]) -> None:
-        """A non-finite loss: restore the last checkpoint and halve the learning rates once, else stop."""
-        if self.lr_halved or not (self.out / TRAINING_STATE).is_file():
-            raise SynthaugError(f"training diverged at step {self.step} (losses {row}); "
-                                f"lower the learning rates or try another --loss")
-        warnings.warn(f"non-finite loss at step {self.step}; restoring the last checkpoint with halved "
-                      f"learning rates", stacklevel=2)
-        self.load_state_dict(load_safe(self.out / TRAINING_STATE))
-        for opt in (self.models.opt_g, self.models.opt_d):
-            for group in opt.param_groups:
-                group["lr"] *= 0.5
-        self.lr_halved = True

@@ -56,13 +56,19 @@ class Search:
                                          sampling.soft_labels)
                 phases = condition_phases(self.train, syn, ratio, "concat", sampling.soft_labels, self.recipe.seed,
                                           self.recipe.steps)
-            model = train_on_phases(phases, len(self.train.class_names), self.recipe, self.device, progress=False)
-            pred = predict(model, self.val.images).argmax(1).numpy()
-            acc = classification_report(self.val.labels.numpy(), pred, len(self.train.class_names))["accuracy"]
-            self.scores[key] = acc
-            self.rows.append({"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio,
-                              "val_accuracy": acc})
-            self.bar.set_postfix(stage=stage, acc=f"{100 * acc:.2f}")
+            row = {"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio}
+            try:
+                model = train_on_phases(phases, len(self.train.class_names), self.recipe, self.device,
+                                        progress=False)
+            except SynthaugError as exc:  # a filter no image passes: this choice is out, the search goes on
+                self.scores[key] = -1.0
+                self.rows.append({**row, "val_accuracy": None, "failed": str(exc)})
+            else:
+                pred = predict(model, self.val.images).argmax(1).numpy()
+                acc = classification_report(self.val.labels.numpy(), pred, len(self.train.class_names))["accuracy"]
+                self.scores[key] = acc
+                self.rows.append({**row, "val_accuracy": acc})
+                self.bar.set_postfix(stage=stage, acc=f"{100 * acc:.2f}")
         self.bar.update(1)
         return self.scores[key]
 
@@ -145,8 +151,9 @@ def format_trials(result: dict[str, Any]) -> str:
         c = row["sampling"]
         snaps = ",".join(c["snapshots"]) if c["snapshots"] else "generator.pt"
         ratio = "syn only" if row["ratio"] is None else ("real only" if row["ratio"] == 0 else f"{row['ratio']:g}")
+        acc = "failed" if row["val_accuracy"] is None else f"{100 * row['val_accuracy']:.2f}%"
         lines.append(f"| {row['stage']} | {snaps} | {c['latent_scale']:g} | {c['min_confidence'] or '-'} | "
-                     f"{'soft' if c['soft_labels'] else 'hard'} | {ratio} | {100 * row['val_accuracy']:.2f}% |")
+                     f"{'soft' if c['soft_labels'] else 'hard'} | {ratio} | {acc} |")
     return "\n".join(lines)
 
 

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 import synthaug
-from synthaug import ExportConfig, SamplingConfig
+from synthaug import ExportConfig
 from synthaug import protocols
-from synthaug.benchmark import LOGREG, format_table, stratified_indices
+from synthaug.benchmark import LOGREG, stratified_indices
+from synthaug.report import format_table
 from synthaug.errors import DataError
 from synthaug.report import imbalance_table, low_data_table, write_protocol_report
 

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import synthaug
-from synthaug import ExportConfig, SamplingConfig
+from synthaug import ExportConfig
 from synthaug import SyntheticDataset, mix
 
 

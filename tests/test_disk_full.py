@@ -11,7 +11,7 @@ import h5py
 import pytest
 
 import synthaug
-from synthaug import ExportConfig, SamplingConfig
+from synthaug import ExportConfig
 from synthaug.runs import load_safe
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import synthaug
-from synthaug import ExportConfig, SamplingConfig
+from synthaug import ExportConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

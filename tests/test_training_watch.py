@@ -12,7 +12,7 @@ from synthaug.augment import cutout, diff_augment, list_policies, parse_policy, 
 from synthaug.runs import load_safe
 from synthaug.errors import SynthaugError
 from synthaug.metrics import select_best_epoch
-from synthaug.train import class_diversity
+from synthaug.monitor import class_diversity
 
 
 @pytest.fixture(scope="module")

@@ -275,3 +275,13 @@ class GeneratedDataset(Dataset):
 
 
 FreshSyntheticDataset = GeneratedDataset  # the name for its fresh-every-epoch use
+
+
+def load_synthetic(path: str | Path, class_names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of an export, with labels remapped to the real folder's class order."""
+    ds = SyntheticDataset(path)
+    if set(ds.classes) - set(class_names):
+        raise DataError(f"{path}: classes {sorted(set(ds.classes) - set(class_names))} are not in the real data "
+                        f"({list(class_names)})")
+    remap = torch.tensor([class_names.index(c) for c in ds.classes])
+    return ds.raw_block(0, len(ds)).clone(), remap[torch.tensor(ds.targets)]

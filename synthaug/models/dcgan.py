@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from synthaug.config import ModelConfig
-from synthaug.models import Architecture, register_arch
+from synthaug.models.registry import Architecture, register_arch
 from synthaug.models.base import ConditionalGenerator, LabelChannel, upsampling_plan
 
 

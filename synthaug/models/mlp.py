@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthaug.config import ModelConfig
-from synthaug.models import Architecture, register_arch
+from synthaug.models.registry import Architecture, register_arch
 from synthaug.models.base import ConditionalGenerator, image_numel
 
 

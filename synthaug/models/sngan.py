@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from synthaug.config import ModelConfig
-from synthaug.models import Architecture, register_arch
+from synthaug.models.registry import Architecture, register_arch
 from synthaug.models.base import ConditionalGenerator, upsampling_plan
 
 # Right-sized for 2 CPU cores: width 32 trains ~3.7x faster than 64 at 28 px (benchmarks/bench_training.py).

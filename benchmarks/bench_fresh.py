@@ -1,0 +1,75 @@
+"""What fresh samples every epoch cost: classifier epochs on an export held in memory against epochs whose images
+are generated anew (and, optionally, soft-labelled by a teacher), measured in one run.
+
+    python benchmarks/bench_fresh.py [--source fashion-mnist] [--images 25600] [--repeats 3] [--json out.json]
+
+Each repeat times one epoch of each kind back to back (same CNN recipe, batch 128); the table gives the median of
+each and their ratio. Ratios within one run are what to compare; bare times depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import synthaug
+from synthaug.benchmark import GeneratorSynthetic
+from synthaug.classify import ClassifierRecipe, Phase, TensorPool, build_classifier, train_on_phases
+from synthaug.config import SamplingConfig
+from synthaug.data.fresh import FreshPool  # noqa: F401 - what GeneratorSynthetic.pool returns
+from synthaug.generate import generate
+
+
+def epoch_seconds(phases: list[Phase], recipe: ClassifierRecipe) -> float:
+    """Wall time of training through `phases` once."""
+    start = time.perf_counter()
+    train_on_phases(phases, 10, recipe, "cpu", progress=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Print the table and write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", default="fashion-mnist", help="run folder, generator file or pretrained name")
+    ap.add_argument("--images", type=int, default=25_600, help="images per epoch")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--soft", action="store_true", help="also time fresh epochs with a teacher's soft labels")
+    ap.add_argument("--json", default="bench_fresh.json")
+    args = ap.parse_args()
+    source = synthaug.pretrained_path(args.source) if args.source in synthaug.list_pretrained() else args.source
+    gen = synthaug.load_generator(source)
+    per_class = args.images // gen.num_classes
+    steps = per_class * gen.num_classes // 128
+    recipe = ClassifierRecipe(steps=steps)
+    labels = torch.arange(gen.num_classes).repeat_interleave(per_class)
+    file_pool = TensorPool(generate(gen, labels.numpy(), seed=0), labels)
+    names = tuple(gen.class_names)
+    teacher = build_classifier("cnn", 1, 10, 28).eval() if args.soft else None  # timing only: any weights do
+    kinds = {"export in memory": lambda: [Phase(steps, [file_pool], [1.0])],
+             "fresh every epoch": lambda: [Phase(steps, [GeneratorSynthetic(source, names, SamplingConfig(), None,
+                                                                            torch.device("cpu"), False)
+                                                         .pool(args.images, None, 1, False)], [1.0])]}
+    if args.soft:
+        kinds["fresh + soft labels"] = lambda: [Phase(steps, [GeneratorSynthetic(
+            source, names, SamplingConfig(), teacher, torch.device("cpu"), True).pool(args.images, None, 1, True)],
+            [1.0])]
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(args.repeats):
+        for name, phases in kinds.items():
+            times[name].append(epoch_seconds(phases(), recipe))
+    base = statistics.median(times["export in memory"])
+    print(f"| epoch of {steps * 128} images (CNN, batch 128) | median s | ÷ export in memory |\n|---|---:|---:|")
+    for name, ts in times.items():
+        print(f"| {name} | {statistics.median(ts):.1f} | {statistics.median(ts) / base:.2f} |")
+    result = {"source": str(source), "images_per_epoch": steps * 128, "repeats": args.repeats,
+              "threads": torch.get_num_threads(), "seconds": times,
+              "ratio": {k: statistics.median(v) / base for k, v in times.items()}}
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
