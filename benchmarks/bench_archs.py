@@ -61,8 +61,9 @@ def main() -> None:
         p, t = export_options(opts)
         stats: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
-            syn = synthaug.export(path, Path(tmp) / "s.h5", ExportConfig(per_class=args.per_class, seed=0, real=str(args.real) if args.real else None,
-                                  sampling=SamplingConfig(min_confidence=p, truncation=t)), stats=stats, progress=False)
+            config = ExportConfig(per_class=args.per_class, seed=0, real=str(args.real) if args.real else None,
+                                  sampling=SamplingConfig(min_confidence=p, truncation=t))
+            syn = synthaug.export(path, Path(tmp) / "s.h5", config, stats=stats, progress=False)
             images, labels = load_synthetic(syn, real.class_names)
             row = train_and_test(images, labels, test, recipe, device, False, name)
             metrics = synthaug.evaluate(syn, args.real, progress=False)

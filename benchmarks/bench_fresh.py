@@ -19,14 +19,13 @@ import synthaug
 from synthaug.benchmark import GeneratorSynthetic
 from synthaug.classify import ClassifierRecipe, Phase, TensorPool, build_classifier, train_on_phases
 from synthaug.config import SamplingConfig
-from synthaug.data.fresh import FreshPool  # noqa: F401 - what GeneratorSynthetic.pool returns
 from synthaug.generate import generate
 
 
-def epoch_seconds(phases: list[Phase], recipe: ClassifierRecipe) -> float:
+def epoch_seconds(phases: list[Phase], num_classes: int, recipe: ClassifierRecipe) -> float:
     """Wall time of training through `phases` once."""
     start = time.perf_counter()
-    train_on_phases(phases, 10, recipe, "cpu", progress=False)
+    train_on_phases(phases, num_classes, recipe, "cpu", progress=False)
     return time.perf_counter() - start
 
 
@@ -47,7 +46,8 @@ def main() -> None:
     labels = torch.arange(gen.num_classes).repeat_interleave(per_class)
     file_pool = TensorPool(generate(gen, labels.numpy(), seed=0), labels)
     names = tuple(gen.class_names)
-    teacher = build_classifier("cnn", 1, 10, 28).eval() if args.soft else None  # timing only: any weights do
+    c, _, r = gen.image_shape
+    teacher = build_classifier("cnn", c, gen.num_classes, r).eval() if args.soft else None  # timing: any weights do
     kinds = {"export in memory": lambda: [Phase(steps, [file_pool], [1.0])],
              "fresh every epoch": lambda: [Phase(steps, [GeneratorSynthetic(source, names, SamplingConfig(), None,
                                                                             torch.device("cpu"), False)
@@ -59,7 +59,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.repeats):
         for name, phases in kinds.items():
-            times[name].append(epoch_seconds(phases(), recipe))
+            times[name].append(epoch_seconds(phases(), gen.num_classes, recipe))
     base = statistics.median(times["export in memory"])
     print(f"| epoch of {steps * 128} images (CNN, batch 128) | median s | ÷ export in memory |\n|---|---:|---:|")
     for name, ts in times.items():

@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -134,12 +135,17 @@ def main() -> None:
         if source is None:
             raise SystemExit("pass --run or --pretrained for the export measurements")
         per_class = args.images // gen.num_classes
-        h5_ratio, bare = over_bare_forward(gen, best["batch"], args.images, lambda stats: synthaug.export(source, work / "a.h5", ExportConfig(per_class=per_class, batch_size=best["batch"]), progress=False, stats=stats))
-        synthaug.export(source, work / "b.h5", ExportConfig(per_class=per_class, batch_size=best["batch"] * 4), progress=False)
+        def export_to(name: str, per: int, batch: int) -> Callable[[dict], Path]:
+            config = ExportConfig(per_class=per, batch_size=batch)
+            return lambda stats: synthaug.export(source, work / name, config, progress=False, stats=stats)
+
+        h5_ratio, bare = over_bare_forward(gen, best["batch"], args.images, export_to("a.h5", per_class, best["batch"]))
+        export_to("b.h5", per_class, best["batch"] * 4)({})
         with h5py.File(work / "a.h5") as fa, h5py.File(work / "b.h5") as fb:
             identical = fa["images"][()].tobytes() == fb["images"][()].tobytes() and \
                 fa["labels"][()].tobytes() == fb["labels"][()].tobytes()
-        folder_ratio, _ = over_bare_forward(gen, best["batch"], args.images // 3, lambda stats: synthaug.export(source, work / "png", ExportConfig(per_class=max(1, per_class // 3), batch_size=best["batch"]), progress=False, stats=stats))
+        folder_ratio, _ = over_bare_forward(gen, best["batch"], args.images // 3,
+                                            export_to("png", max(1, per_class // 3), best["batch"]))
         # DataLoader: a 60k-image export (tiled from the one just written) vs in-memory and naive reads.
         with h5py.File(work / "a.h5") as f:
             images, labels = f["images"][()], f["labels"][()]

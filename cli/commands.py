@@ -36,6 +36,23 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
     click.echo(f"wrote {out}/train and {out}/test")
 
 
+@datasets.command("oxygen-icons")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path), default=None,
+              help="The theme's base folder [default: /usr/share/icons/oxygen/base].")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Share of icons held out.")
+def oxygen_icons(out: Path, source: Path | None, test_fraction: float) -> None:
+    """Write Debian's oxygen icons (RGBA PNGs, several sizes) as OUT/{train,test}/<context>/*.png."""
+    from synthaug.data.icons import write_icons
+
+    if not 0.0 < test_fraction < 1.0:
+        raise click.UsageError(f"--test-fraction must lie strictly between 0 and 1 (got {test_fraction})")
+    counts = write_icons(out, source, test_fraction)
+    for split, per_class in counts.items():
+        click.echo(f"{out}/{split}: {sum(per_class.values())} images, " +
+                   ", ".join(f"{c} {n}" for c, n in sorted(per_class.items())))
+
+
 @cli.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: runs/<data name>].")

@@ -6,6 +6,7 @@ import warnings
 
 import click
 
+from synthaug._version import __version__
 from synthaug.errors import SynthaugError
 
 
@@ -31,7 +32,7 @@ class FriendlyGroup(click.Group):
 
 
 @click.group(cls=FriendlyGroup)
-@click.version_option(package_name="synthaug")
+@click.version_option(version=__version__, prog_name="synthaug")
 def cli() -> None:
     """Fit class-conditional GANs on labelled image folders, export synthetic data, benchmark it."""
 

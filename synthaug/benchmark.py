@@ -284,6 +284,8 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
         raise DataError(f"unknown labels {labels!r} (auto, hard or soft)")
     is_file = synthetic is not None and Path(synthetic).suffix.lower() in (".h5", ".hdf5")
     syn_info = SyntheticDataset(synthetic).info if is_file else None
+    if syn_info is not None and labels == "soft" and not syn_info.has_soft_labels:
+        raise DataError(f"{synthetic}: has no soft labels (export it with --soft-labels)")
     shape = syn_info.image_shape if syn_info else (_generator_shape(synthetic) if synthetic is not None else None)
     if real_dir is None:
         real_dir = real_dir_of(synthetic)

@@ -57,7 +57,7 @@ class TrainConfig:
     max_steps: int | None = None
     augment: str | None = None  # DiffAugment policy, e.g. "translation,cutout,color" (synthaug/augment.py)
     mode_seeking: float = 0.0  # weight of the MSGAN mode-seeking term in the generator loss (0: off)
-    sample_every: int | None = None  # epochs between grids/snapshots; None: every epoch, or every ~200 steps on tiny data
+    sample_every: int | None = None  # epochs between grids/snapshots; None: every epoch (~200 steps on tiny data)
     class_balance: bool = False  # draw training images with equal total probability per class (rare classes)
 
 

@@ -77,7 +77,8 @@ def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFil
     if plan.latent_scale != 1.0:
         key["latent_scale"] = plan.latent_scale
     if sample_filter is not None:
-        key.update(min_confidence=sample_filter.min_confidence, classifier_sha256=_weights_sha(sample_filter.classifier))
+        key.update(min_confidence=sample_filter.min_confidence,
+                   classifier_sha256=_weights_sha(sample_filter.classifier))
     if teacher_sha is not None:
         key["soft_labels_teacher_sha256"] = teacher_sha
     return json.dumps(key, sort_keys=True)

@@ -96,7 +96,8 @@ class Monitor:
 
     def epoch(self, sampler: ConditionalGenerator, epoch: int, step: int, means: dict[str, float]) -> None:
         """Sample grid, per-class diversity, collapse and D-wins warnings, curves and TensorBoard for one epoch."""
-        images = save_sample_grid(sampler, self.grid_z, self.grid_labels, self.out / "samples" / f"epoch_{epoch:04d}.png")
+        path = self.out / "samples" / f"epoch_{epoch:04d}.png"
+        images = save_sample_grid(sampler, self.grid_z, self.grid_labels, path)
         diversity = class_diversity(images, self.grid_labels, len(self.class_names))
         collapsed = [self.class_names[c] for c, d in enumerate(diversity) if d < COLLAPSE_DIVERSITY]
         if collapsed:

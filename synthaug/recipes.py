@@ -20,7 +20,7 @@ SMALL_FOLDER = 10_000  # images; below this the discriminator memorises the set 
 UNEVEN_RATIO = 2.0  # largest class / smallest class at which training draws classes evenly
 CPU_MAX_RESOLUTION = 32  # on a CPU larger sides cost more than they give at a minutes-long budget
 IMAGES_TO_SEE = 1_200_000  # images shown to D over a default run: about 16 minutes of dcgan on 2 CPU cores
-MIN_EPOCHS = 20
+MIN_EPOCHS, MAX_EPOCHS = 20, 2000
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ def default_recipe(index: FolderIndex, device: torch.device, probe: dict | None 
             reasons.append(f"class-balanced sampling: classes hold {int(counts.min())} to {int(counts.max())} "
                            f"images ({ratio:.1f}x)")
     if "epochs" not in user and "minutes" not in user and "max_steps" not in user:
-        epochs = max(MIN_EPOCHS, math.ceil(IMAGES_TO_SEE / max(n, 1)))
+        epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(IMAGES_TO_SEE / max(n, 1))))
         settings["epochs"] = epochs
-        reasons.append(f"{epochs} epochs: about {IMAGES_TO_SEE:,} images shown for {n} images "
+        reasons.append(f"{epochs} epochs: about {min(IMAGES_TO_SEE, epochs * n):,} images shown for {n} images "
                        f"(set --epochs or --minutes to override)")
     return FitRecipe("dcgan", True, resolution, settings, tuple(reasons))
 

@@ -83,7 +83,8 @@ class Models:
 
     def nets(self) -> dict[str, nn.Module]:
         """The networks by checkpoint name: generator, discriminator and (when used) the EMA generator."""
-        return {"generator": self.g, "discriminator": self.d, **({"generator_ema": self.ema} if self.ema is not None else {})}
+        ema = {"generator_ema": self.ema} if self.ema is not None else {}
+        return {"generator": self.g, "discriminator": self.d, **ema}
 
     def wrap_ddp(self, device: torch.device) -> None:
         """DistributedDataParallel for G and for D's real+fake pair (BatchNorm statistics stay per rank:
@@ -431,11 +432,10 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """All that a resume needs, as plain tensors and dicts (loadable with weights_only=True)."""
-        state = {**models_state(self.models), "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-                 "images_in_epoch": self.images_in_epoch, "world_size": self.dist.world_size,
-                 "order_state": self.order_state, **rng_state(),
-                 "lr_halved": self.recovery.lr_halved, "config": run_config_to_json(self.cfg)}
-        return state
+        return {**models_state(self.models), "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "step": self.step, "images_in_epoch": self.images_in_epoch, "world_size": self.dist.world_size,
+                "order_state": self.order_state, **rng_state(), "lr_halved": self.recovery.lr_halved,
+                "config": run_config_to_json(self.cfg)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state written by `state_dict`."""

@@ -45,3 +45,11 @@ def test_bench_generation_and_scan(tiny_run, tmp_path):
     assert "| 16 |" in stdout and "| 64 |" in stdout and "byte-identical" in stdout
     stdout, result = _bench("bench_scan", ["--files", "300"], tmp_path)
     assert "300 files" in stdout
+
+
+def test_bench_fresh(tiny_run, tmp_path):
+    stdout, result = _bench("bench_fresh", ["--source", str(tiny_run), "--images", "1280", "--repeats", "1", "--soft"],
+                            tmp_path)
+    assert "| fresh every epoch |" in stdout and "| fresh + soft labels |" in stdout
+    assert result["images_per_epoch"] == 1280 and result["ratio"]["export in memory"] == 1.0
+    assert set(result["seconds"]) == {"export in memory", "fresh every epoch", "fresh + soft labels"}

@@ -15,7 +15,8 @@ from synthaug import SyntheticDataset, mix
 
 @pytest.fixture(scope="module")
 def export_path(tiny_run, tmp_path_factory):
-    return synthaug.export(tiny_run, tmp_path_factory.mktemp("exp") / "s.h5", ExportConfig(per_class=30, seed=0), progress=False)
+    return synthaug.export(tiny_run, tmp_path_factory.mktemp("exp") / "s.h5",
+                           ExportConfig(per_class=30, seed=0), progress=False)
 
 
 def test_items_follow_the_torchvision_contract(export_path):

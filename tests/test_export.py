@@ -37,7 +37,8 @@ def test_hdf5_layout_counts_and_provenance(tiny_run, tmp_path):
 
 def test_same_seed_same_bytes_whatever_the_batch_size(tiny_run, tmp_path):
     a = synthaug.export(tiny_run, tmp_path / "a.h5", ExportConfig(per_class=300, seed=4, batch_size=64), progress=False)
-    b = synthaug.export(tiny_run, tmp_path / "b.h5", ExportConfig(per_class=300, seed=4, batch_size=5000), progress=False)
+    b = synthaug.export(tiny_run, tmp_path / "b.h5",
+                        ExportConfig(per_class=300, seed=4, batch_size=5000), progress=False)
     c = synthaug.export(tiny_run, tmp_path / "c.h5", ExportConfig(per_class=300, seed=5, batch_size=64), progress=False)
     ia, la, _ = _arrays(a)
     ib, lb, _ = _arrays(b)
@@ -47,7 +48,8 @@ def test_same_seed_same_bytes_whatever_the_batch_size(tiny_run, tmp_path):
 
 
 def test_class_subset(tiny_run, tmp_path):
-    out = synthaug.export(tiny_run, tmp_path / "s.h5", ExportConfig(per_class=3, classes=tuple(["digit7", "digit2"])), progress=False)
+    out = synthaug.export(tiny_run, tmp_path / "s.h5",
+                          ExportConfig(per_class=3, classes=tuple(["digit7", "digit2"])), progress=False)
     _, labels, _ = _arrays(out)
     assert labels.tolist() == [2, 2, 2, 7, 7, 7]
     with pytest.raises(SynthaugError, match="unknown class"):
@@ -87,7 +89,8 @@ def _dies_after_one_window(real_iter):
 
 
 def test_interrupted_export_resumes_to_identical_file(tiny_run, tmp_path, monkeypatch):
-    full = synthaug.export(tiny_run, tmp_path / "full.h5", ExportConfig(per_class=4000, seed=9, batch_size=64), progress=False)
+    full = synthaug.export(tiny_run, tmp_path / "full.h5",
+                           ExportConfig(per_class=4000, seed=9, batch_size=64), progress=False)
     real_iter = export_mod.iter_generated
     monkeypatch.setattr(export_mod, "iter_generated", _dies_after_one_window(real_iter))
     out = tmp_path / "resumed.h5"
@@ -164,8 +167,13 @@ def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, d
     from synthaug.metrics import feature_classifier
 
     stats: dict = {}
-    a = synthaug.export(tiny_run, tmp_path / "a.h5", ExportConfig(per_class=20, seed=4, batch_size=16, sampling=SamplingConfig(min_confidence=0.5)), progress=False, stats=stats)
-    b = synthaug.export(tiny_run, tmp_path / "b.h5", ExportConfig(per_class=20, seed=4, batch_size=128, real=str(digits_dir), sampling=SamplingConfig(min_confidence=0.5)), progress=False)
+    a = synthaug.export(tiny_run, tmp_path / "a.h5",
+                        ExportConfig(per_class=20, seed=4, batch_size=16, sampling=SamplingConfig(min_confidence=0.5)),
+                        progress=False, stats=stats)
+    b = synthaug.export(tiny_run, tmp_path / "b.h5",
+                        ExportConfig(per_class=20, seed=4, batch_size=128, real=str(digits_dir),
+                                     sampling=SamplingConfig(min_confidence=0.5)),
+                        progress=False)
     plain = synthaug.export(tiny_run, tmp_path / "p.h5", ExportConfig(per_class=20, seed=4), progress=False)
     images, labels, attrs = _arrays(a)
     assert np.bincount(labels).tolist() == [20] * 10
@@ -184,7 +192,8 @@ def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, d
 
 def test_min_confidence_out_of_range_or_unreachable(tiny_run, tmp_path):
     with pytest.raises(SynthaugError, match="between 0 and 1"):
-        synthaug.export(tiny_run, tmp_path / "x.h5", ExportConfig(per_class=2, sampling=SamplingConfig(min_confidence=1.5)), progress=False)
+        synthaug.export(tiny_run, tmp_path / "x.h5",
+                        ExportConfig(per_class=2, sampling=SamplingConfig(min_confidence=1.5)), progress=False)
     # A classifier that is never sure (all logits equal: p = 0.1 for every class) can never pass P = 0.5.
     import torch
 
@@ -212,8 +221,10 @@ def json_attr(attrs):
 @pytest.mark.slow
 def test_engine_options_precision_and_compile(tiny_run, tmp_path):
     plain = synthaug.export(tiny_run, tmp_path / "fp32.h5", ExportConfig(per_class=200, seed=3), progress=False)
-    bf16 = synthaug.export(tiny_run, tmp_path / "bf16.h5", ExportConfig(per_class=200, seed=3, precision="bf16"), progress=False)
-    compiled = synthaug.export(tiny_run, tmp_path / "c.h5", ExportConfig(per_class=200, seed=3, compile=True), progress=False)
+    bf16 = synthaug.export(tiny_run, tmp_path / "bf16.h5",
+                           ExportConfig(per_class=200, seed=3, precision="bf16"), progress=False)
+    compiled = synthaug.export(tiny_run, tmp_path / "c.h5",
+                               ExportConfig(per_class=200, seed=3, compile=True), progress=False)
     (a, la, _), (b, lb, _), (c, lc, _) = _arrays(plain), _arrays(bf16), _arrays(compiled)
     assert la.tobytes() == lb.tobytes() == lc.tobytes()
     assert validate_export(bf16).provenance["precision"] == "bf16"

@@ -14,6 +14,7 @@ from synthaug.config import load_run_config
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import CheckpointError, SynthaugError
 from synthaug.generate import generate
+from synthaug.models import build_models
 
 
 def test_run_folder_holds_config_checkpoints_samples_and_log(tiny_run):
@@ -126,6 +127,12 @@ def test_every_architecture_trains_a_step(digits_dir, tmp_path, arch):
                        progress=False)
     state = load_safe(run / "checkpoint.pt")
     assert state["step"] == 3
+    torch.manual_seed(0)  # the run's seed: the weights it started from
+    g0, d0 = build_models(load_run_config(run).model)
+    for net, key in ((g0, "generator"), (d0, "discriminator")):
+        moved = [k for k, v in net.state_dict().items() if v.is_floating_point() and not k.endswith(("running_mean",
+                 "running_var")) and not torch.equal(v, state[key][k])]
+        assert moved, f"{key}: no parameter changed in 3 steps"
     fresh = synthaug.load_generator(run)
     assert fresh.image_shape == (1, 8, 8)
     if arch.startswith("sngan"):

@@ -18,5 +18,5 @@ def build_models(cfg: ModelConfig) -> tuple[ConditionalGenerator, nn.Module]:
 # Importing the modules registers their architectures.
 from synthaug.models import conv, dcgan, mlp, sngan  # noqa: E402,F401
 
-__all__ = ["ARCHITECTURES", "DEFAULT_ARCH", "Architecture", "ConditionalGenerator", "build_models", "get_arch", "list_archs",
-           "register_arch"]
+__all__ = ["ARCHITECTURES", "DEFAULT_ARCH", "Architecture", "ConditionalGenerator", "build_models", "get_arch",
+           "list_archs", "register_arch"]
