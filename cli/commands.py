@@ -109,6 +109,11 @@ def _source(value: Path | None) -> Path:
     return value
 
 
+def _str(path: Path | None) -> str | None:
+    """A path as the library's configs hold it (None stays None)."""
+    return None if path is None else str(path)
+
+
 def sampling_options(f):
     """The sampling flags shared by export and benchmark."""
     options = [
@@ -230,59 +235,31 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
               imbalance: str | None, keep: float, fit_minutes: float, augment: str, fit_arch: str, fit_ema: bool | None,
               class_balance: bool, work: Path | None, device: str, out: Path | None, quiet: bool) -> None:
     """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
-    from synthaug import protocols
-    from synthaug.benchmark import real_dir_of
-    from synthaug.report import below_real, format_table
-    from synthaug.report import default_report_dir, imbalance_table, low_data_table, write_protocol_report
+    from synthaug.protocols import BenchmarkRequest, run_benchmark
 
     if synthetic is None and real is None:
         raise click.UsageError("give --synthetic EXPORT, or --real DIR with --real-fraction or --imbalance")
-    if synthetic is not None:
-        synthetic = _source(synthetic)
-    is_file = synthetic is not None and synthetic.suffix.lower() in (".h5", ".hdf5")
-    if real is None:
-        real = real_dir_of(synthetic) if is_file else synthaug_runs.training_folder(synthetic)
-    out = out or default_report_dir(real)
-    recipe = synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed)
+    if headroom and not real_fraction:
+        raise click.UsageError("--headroom needs --real-fraction F1,F2,.. (each below 1: held-out images must remain)")
     try:
         ratio_list = () if ratios == "none" else tuple(float(r) for r in ratios.split(","))
     except ValueError:
         raise click.UsageError(f"--ratios: {ratios!r} is not a comma-separated list of numbers (or 'none')") from None
     if any(r <= 0 for r in ratio_list):
         raise click.UsageError(f"--ratios must be positive (got {ratios})")
-    fit_settings = {"minutes": fit_minutes, "epochs": 10_000, "augment": augment, "arch": fit_arch, "ema": fit_ema}
-    if headroom and not real_fraction:
-        raise click.UsageError("--headroom needs --real-fraction F1,F2,.. (each below 1: held-out images must remain)")
-    if real_fraction:
-        fractions = [float(f) for f in real_fraction.split(",")]
-        if headroom:
-            report = protocols.headroom(real, test, fractions, ratios=ratio_list, seeds=seeds, recipe=recipe,
-                                        device=device, progress=not quiet)
-        else:
-            report = protocols.low_data(real, test, fractions, work or out / "work", fit_settings=fit_settings,
-                                        synthetic_full=synthetic, ratios=ratio_list, seeds=seeds, recipe=recipe,
-                                        device=device, progress=not quiet)
-        write_protocol_report(report, out)
-        click.echo(low_data_table(report))
-    elif imbalance:
-        fit_settings["class_balance"] = class_balance
-        report = protocols.imbalance(real, test, imbalance.split(","), work or out / "work", keep_fraction=keep,
-                                     fit_settings=fit_settings, seeds=seeds, recipe=recipe, device=device,
-                                     progress=not quiet)
-        write_protocol_report(report, out)
-        click.echo(imbalance_table(report))
-    else:
-        if synthetic is None:
-            raise click.UsageError("give --synthetic EXPORT (or a protocol: --real-fraction / --imbalance)")
-        overrides = _sampling_overrides(truncation, latent_scale, min_confidence, soft_labels, snapshots,
-                                        teacher_steps)
-        sampling = None if is_file else export_mod.resolve_sampling(synthetic, None, overrides)
-        report = synthaug.benchmark(real, test, synthetic, recipe=recipe, ratios=ratio_list, seeds=seeds,
-                                    logreg=logreg, device=device, out=out, progress=not quiet,
-                                    mixes=tuple(mix_recipes.split(",")), labels=labels, sampling=sampling)
-        click.echo(format_table(report))
-        click.echo(below_real(report))
-    click.echo(f"wrote {out}")
+    fit = {"minutes": fit_minutes, "augment": augment, "arch": fit_arch, "ema": fit_ema,
+           **({"class_balance": class_balance} if imbalance else {})}
+    request = BenchmarkRequest(
+        real=_str(real), test=_str(test), synthetic=_str(_source(synthetic)) if synthetic else None,
+        recipe=synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed), ratios=ratio_list,
+        mixes=tuple(mix_recipes.split(",")), labels=labels, seeds=seeds, logreg=logreg,
+        sampling=_sampling_overrides(truncation, latent_scale, min_confidence, soft_labels, snapshots, teacher_steps),
+        fractions=tuple(float(f) for f in real_fraction.split(",")) if real_fraction else None, headroom=headroom,
+        imbalance=tuple(imbalance.split(",")) if imbalance else None, keep=keep, fit=fit, work=_str(work),
+        device=device, out=_str(out))
+    _, table, folder = run_benchmark(request, progress=not quiet)
+    click.echo(table)
+    click.echo(f"wrote {folder}")
 
 
 @cli.command("archs")
@@ -309,16 +286,17 @@ def inspect(path: Path) -> None:
 @click.option("--per-class", type=int, default=1000, show_default=True, help="Images per class to generate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the metrics as JSON.")
+@click.option("--device", default="auto", show_default=True)
 @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
               help="Also the classic Inception FID, from this local copy of pytorch-fid's weights (never downloaded).")
 @click.option("--quiet", is_flag=True)
-def evaluate(source: Path, real: Path, per_class: int, seed: int, out: Path | None, inception_weights: Path | None,
-             quiet: bool) -> None:
+def evaluate(source: Path, real: Path, per_class: int, seed: int, out: Path | None, device: str,
+             inception_weights: Path | None, quiet: bool) -> None:
     """Quality of a run, generator file or HDF5 export (SOURCE) against real images."""
     from synthaug.metrics import evaluate as run_evaluate
 
-    m = run_evaluate(source, real, per_class=per_class, seed=seed, out=out, inception_weights=inception_weights,
-                     progress=not quiet)
+    m = run_evaluate(_source(source), real, per_class=per_class, seed=seed, device=device, out=out,
+                     inception_weights=inception_weights, progress=not quiet)
     for key in ("frechet_distance", "frechet_distance_per_class_mean", "label_agreement", "precision", "recall",
                 "density", "coverage", "inception_fid"):
         if key in m:

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from synthaug.classify import ClassifierRecipe, embed, predict, trained_on_real
 from synthaug.data.folder import LabelledImages
+from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
 
 FEATURE_RECIPE = ClassifierRecipe(steps=1500, seed=0)
@@ -116,7 +117,6 @@ def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_clas
     from synthaug.data.dataset import load_synthetic
     from synthaug.generate import generate
     from synthaug.runs import load_generator
-    from synthaug.device import resolve_device
 
     source = Path(source)
     if source.suffix.lower() in (".h5", ".hdf5"):
@@ -132,7 +132,7 @@ def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_clas
 
 
 def evaluate(source: str | Path, real_dir: str | Path, *, per_class: int = 1000, seed: int = 0,
-             device: str = "cpu", out: str | Path | None = None, inception_weights: str | Path | None = None,
+             device: str = "auto", out: str | Path | None = None, inception_weights: str | Path | None = None,
              progress: bool = True) -> dict[str, Any]:
     """Score a run, a generator file or an HDF5 export against a real labelled folder; optionally write JSON.
 
@@ -148,7 +148,7 @@ def evaluate(source: str | Path, real_dir: str | Path, *, per_class: int = 1000,
     images, labels = _synthetic_images(source, real.class_names, per_class, seed, device)
     if images.shape[1:] != real.images.shape[1:]:
         real = load_image_folder(real_dir, images.shape[-1], images.shape[1], progress=progress)
-    clf = feature_classifier(real, progress=progress)
+    clf = feature_classifier(real, device=resolve_device(device), progress=progress)
     result = {"source": str(source), "real": str(real_dir), "images": int(len(labels)),
               "class_names": list(real.class_names), **quality_metrics(clf, real, images, labels)}
     if inception_weights is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,79 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
             "class_names": list(real.class_names), "synthetic": str(syn), "fit_settings": fit_settings,
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
             **environment(dev)}
+
+
+FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes budget; the epoch count only caps them
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """One `synthaug benchmark` invocation: the plain comparison or one of the protocols, with its settings.
+
+    `fractions` selects the low-data protocol (with `headroom`: held-out real images instead of fitted
+    generators), `imbalance` the rare-class protocol; otherwise real / synthetic / mixed on `synthetic`.
+    `sampling` holds the sampling flags a user set (None: not set) for a generator source.
+    """
+
+    real: str | None = None
+    test: str | None = None
+    synthetic: str | None = None
+    recipe: ClassifierRecipe = field(default_factory=ClassifierRecipe)
+    ratios: tuple[float, ...] = (1.0,)
+    mixes: tuple[str, ...] = ("concat",)
+    labels: str = "auto"
+    seeds: int = 1
+    logreg: bool = False
+    sampling: dict[str, Any] | None = None
+    fractions: tuple[float, ...] | None = None
+    headroom: bool = False
+    imbalance: tuple[str, ...] | None = None
+    keep: float = 0.01
+    fit: dict[str, Any] = field(default_factory=dict)  # fit settings of the protocols' generators
+    work: str | None = None
+    device: str = "auto"
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.synthetic is None and self.real is None:
+            raise DataError("give a synthetic export or generator, or a real folder with a protocol")
+        if self.headroom and not self.fractions:
+            raise DataError("headroom needs real fractions (each below 1: held-out images must remain)")
+        if self.synthetic is None and not (self.fractions or self.imbalance):
+            raise DataError("give a synthetic export or generator (or a protocol: real fractions / imbalance)")
+        if any(r <= 0 for r in self.ratios):
+            raise DataError(f"ratios must be positive (got {list(self.ratios)})")
+
+
+def run_benchmark(request: BenchmarkRequest, progress: bool = True) -> tuple[dict[str, Any], str, Path]:
+    """Run what `request` asks for; return the report, its table as Markdown and the report folder."""
+    from synthaug.benchmark import real_dir_of
+    from synthaug.export import resolve_sampling
+    from synthaug.report import (below_real, default_report_dir, format_table, imbalance_table, low_data_table,
+                                 write_protocol_report)
+    from synthaug.runs import training_folder
+
+    r = request
+    is_file = r.synthetic is not None and Path(r.synthetic).suffix.lower() in (".h5", ".hdf5")
+    real = r.real or (real_dir_of(r.synthetic) if is_file else training_folder(r.synthetic))
+    out = Path(r.out) if r.out else default_report_dir(real)
+    work = Path(r.work) if r.work else out / "work"
+    fit_settings = {"epochs": FIT_EPOCHS_CAP, **r.fit}
+    if r.fractions:
+        if r.headroom:
+            report = headroom(real, r.test, r.fractions, ratios=r.ratios, seeds=r.seeds, recipe=r.recipe,
+                              device=r.device, progress=progress)
+        else:
+            report = low_data(real, r.test, r.fractions, work, fit_settings=fit_settings, synthetic_full=r.synthetic,
+                              ratios=r.ratios, seeds=r.seeds, recipe=r.recipe, device=r.device, progress=progress)
+        write_protocol_report(report, out)
+        return report, low_data_table(report), out
+    if r.imbalance:
+        report = imbalance(real, r.test, r.imbalance, work, keep_fraction=r.keep, fit_settings=fit_settings,
+                           seeds=r.seeds, recipe=r.recipe, device=r.device, progress=progress)
+        write_protocol_report(report, out)
+        return report, imbalance_table(report), out
+    sampling = None if is_file else resolve_sampling(r.synthetic, None, r.sampling)
+    report = benchmark(real, r.test, r.synthetic, recipe=r.recipe, ratios=r.ratios, seeds=r.seeds, logreg=r.logreg,
+                       device=r.device, out=out, progress=progress, mixes=r.mixes, labels=r.labels, sampling=sampling)
+    return report, format_table(report) + "\n" + below_real(report), out
