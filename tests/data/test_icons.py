@@ -14,7 +14,7 @@ from synthaug.data.h5format import validate_export
 from synthaug.data.icons import icon_split, write_icons
 from synthaug.recipes import recipe_for_folder
 
-ICONS = Path(__file__).resolve().parent / "assets" / "icons"
+ICONS = Path(__file__).resolve().parents[1] / "assets" / "icons"
 
 
 def test_the_slice_is_real_rgba_at_two_sizes():
