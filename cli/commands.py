@@ -11,6 +11,7 @@ import click
 import synthaug
 from synthaug import distributed
 from synthaug import runs as synthaug_runs
+from synthaug.generate import PRECISIONS
 from synthaug.losses import list_losses
 from synthaug.models import list_archs
 from synthaug_cli.main import cli
@@ -156,7 +157,7 @@ def sampling_options(f):
 @click.option("--real", type=click.Path(path_type=Path), default=None,
               help="The real folder the teacher learns from [default: the run's training folder].")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
               help="Run the generator under autocast at this precision (bf16/fp16: for GPUs).")
 @click.option("--compile", is_flag=True, help="Run the generator through torch.compile (pays off for large exports).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export with the same settings.")

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The main job end to end on Fashion-MNIST, with progress: a short fit of the default recipe, the shipped
-# generator with soft labels beside it, and the rare-class top-up; a closing table (about 12 minutes on 2 CPU cores).
+# generator with soft labels beside it, and the rare-class top-up; a closing table (about 13 minutes on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 start=$(date +%s)
 out=reports/demo-$(date +%Y%m%d-%H%M%S)
-steps=${DEMO_STEPS:-500}
+steps=${DEMO_STEPS:-400}
 echo "== 1/5 Fashion-MNIST as labelled PNG folders (data/fashion/train, data/fashion/test)"
 [ -d data/fashion/train ] || synthaug datasets fashion-mnist data/fashion
 echo "== 2/5 a ${DEMO_FIT_MINUTES:-2}-minute fit with the default recipe"
@@ -17,10 +17,11 @@ synthaug benchmark --synthetic "$out/own.h5" --ratios none --steps "$steps" --no
 echo "== 3/5 the shipped generator (60 CPU minutes), hard labels and a real-data teacher's soft labels"
 synthaug export --pretrained fashion-mnist --real data/fashion/train --per-class 6000 --soft-labels \
   --teacher-steps "$steps" --out "$out/shipped.h5"
-synthaug benchmark --synthetic "$out/shipped.h5" --ratios none --steps "$steps" --no-logreg --out "$out/shipped"
+synthaug benchmark --synthetic "$out/shipped.h5" --real data/fashion/train --ratios none --steps "$steps" \
+  --no-logreg --out "$out/shipped"
 echo "== 4/5 rare classes: Coat, Shirt and Pullover keep 1% of their images; top-up from a generator fitted on that"
 synthaug benchmark --real data/fashion/train --imbalance Coat,Shirt,Pullover --keep 0.01 --steps "$steps" \
-  --fit-minutes "${DEMO_TOPUP_MINUTES:-2.5}" --out "$out/rare"
+  --fit-minutes "${DEMO_TOPUP_MINUTES:-2}" --out "$out/rare"
 echo "== 5/5 summary"
 python scripts/demo_summary.py "$out"
 echo "demo took $(( $(date +%s) - start )) s (after set-up); reports in $out"

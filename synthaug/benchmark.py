@@ -374,10 +374,15 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def real_dir_of(synthetic: str | Path) -> Path:
-    """The training folder of the run an export came from (from its provenance and the run's config.json)."""
+    """The training folder of the run an export came from (its provenance and the run's config.json), or else the
+    folder its teacher learnt from (a pretrained generator has no run)."""
     from synthaug.runs import read_run_config
 
-    run = SyntheticDataset(synthetic).info.provenance.get("run")
-    if not run or not (Path(run) / "config.json").is_file():
-        raise DataError(f"{synthetic}: its run folder is unknown or gone; pass --real DIR")
-    return Path(read_run_config(run).data.root)
+    provenance = SyntheticDataset(synthetic).info.provenance
+    run = provenance.get("run")
+    if run and (Path(run) / "config.json").is_file():
+        return Path(read_run_config(run).data.root)
+    for key in ("teacher_real", "confidence_real"):
+        if provenance.get(key) and Path(provenance[key]).is_dir():
+            return Path(provenance[key])
+    raise DataError(f"{synthetic}: its run folder is unknown or gone; pass --real DIR")

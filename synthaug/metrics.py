@@ -1,6 +1,8 @@
 """Generator quality metrics on the features of a classifier trained on the real training folder (no downloads)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from synthaug.classify import ClassifierRecipe, embed, predict, trained_on_real
 from synthaug.data.folder import LabelledImages
 from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
+from synthaug.registry import Registry
 
 FEATURE_RECIPE = ClassifierRecipe(steps=1500, seed=0)
 
@@ -94,21 +97,66 @@ def quality_metrics(classifier: torch.nn.Module, real: LabelledImages, fake_imag
     fr = embed(classifier, real_images).numpy()
     ff = embed(classifier, fake_images).numpy()
     yr, yf = real_labels.numpy(), fake_labels.numpy()
-    per_class = {int(c): frechet_distance(fr[yr == c], ff[yf == c]) for c in np.unique(yf)
-                 if (yr == c).sum() > 2 and (yf == c).sum() > 2}
     # Random rows, not the first ones: exports and folders are sorted by class, so a prefix is a few classes only.
     n = min(len(fr), len(ff), max_points)
     pr, pf = rng.permutation(len(fr))[:n], rng.permutation(len(ff))[:n]
-    out: dict[str, Any] = {
-        "frechet_distance": frechet_distance(fr, ff),
-        "frechet_distance_per_class_mean": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
-        "label_agreement": label_agreement(predict(classifier, fake_images), fake_labels),
-        **precision_recall(fr[pr], ff[pf], k=3),
-        **density_coverage(fr[pr], ff[pf], k=5),
-        "diversity_per_class": diversity(ff, yf),
-        "real_diversity_per_class": diversity(fr, yr),
-    }
+    features = FeatureSets(fr, ff, yr, yf, pr, pf, lambda: predict(classifier, fake_images), fake_labels)
+    out: dict[str, Any] = {}
+    for name in METRICS.names():
+        out.update(METRICS.get(name)(features))
     return out
+
+
+@dataclass(frozen=True)
+class FeatureSets:
+    """What every registered metric reads: real and fake features and labels, k-NN subsets, class probabilities."""
+
+    real: np.ndarray  # (N, D)
+    fake: np.ndarray  # (M, D)
+    real_labels: np.ndarray
+    fake_labels: np.ndarray
+    real_rows: np.ndarray  # the seeded subsets the k-NN metrics use
+    fake_rows: np.ndarray
+    fake_probabilities: Callable[[], torch.Tensor]
+    fake_label_tensor: torch.Tensor
+
+
+METRICS: Registry[Callable[[FeatureSets], dict[str, Any]]] = Registry("metric")
+
+
+@METRICS.register("frechet")
+def _frechet(f: FeatureSets) -> dict[str, Any]:
+    """Fréchet distance overall and its mean over classes."""
+    per_class = [frechet_distance(f.real[f.real_labels == c], f.fake[f.fake_labels == c])
+                 for c in np.unique(f.fake_labels)
+                 if (f.real_labels == c).sum() > 2 and (f.fake_labels == c).sum() > 2]
+    return {"frechet_distance": frechet_distance(f.real, f.fake),
+            "frechet_distance_per_class_mean": float(np.mean(per_class)) if per_class else float("nan")}
+
+
+@METRICS.register("label_agreement")
+def _agreement(f: FeatureSets) -> dict[str, Any]:
+    """How often the real-data classifier predicts the conditioning label."""
+    return {"label_agreement": label_agreement(f.fake_probabilities(), f.fake_label_tensor)}
+
+
+@METRICS.register("precision_recall")
+def _precision_recall(f: FeatureSets) -> dict[str, Any]:
+    """Improved precision and recall, k = 3."""
+    return precision_recall(f.real[f.real_rows], f.fake[f.fake_rows], k=3)
+
+
+@METRICS.register("density_coverage")
+def _density_coverage(f: FeatureSets) -> dict[str, Any]:
+    """Density and coverage, k = 5."""
+    return density_coverage(f.real[f.real_rows], f.fake[f.fake_rows], k=5)
+
+
+@METRICS.register("diversity")
+def _diversity(f: FeatureSets) -> dict[str, Any]:
+    """Per-class feature diversity of the fake and the real images."""
+    return {"diversity_per_class": diversity(f.fake, f.fake_labels),
+            "real_diversity_per_class": diversity(f.real, f.real_labels)}
 
 
 def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_class: int, seed: int,
