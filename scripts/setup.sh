@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Fashion-MNIST from Debian (when root), a venv with the torch pair, synthaug with its tests.
+# Idempotent set-up: Fashion-MNIST and the oxygen icons from Debian (when root), a venv with the torch pair, synthaug
+# with its tests (a regular install, as users get it; re-run after changing the code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null || echo "note: could not install dataset-fashion-mnist"
+if [ "$(id -u)" = 0 ] && { [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
+                           [ ! -d /usr/share/icons/oxygen/base ]; }; then
+  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist oxygen-icon-theme) >/dev/null ||
+    echo "note: could not install dataset-fashion-mnist / oxygen-icon-theme"
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
@@ -17,4 +20,4 @@ if ! python -c "import torch, torchvision" 2>/dev/null; then
 fi
 python -m pip install -q --no-cache-dir --upgrade pip
 python -m pip install -q --no-cache-dir torch==2.14.1 torchvision==0.29.1
-python -m pip install -q --no-cache-dir -e '.[test]'
+python -m pip install -q --no-cache-dir '.[test]'
