@@ -14,7 +14,7 @@ from pathlib import Path
 
 import synthaug
 from synthaug import ExportConfig
-from synthaug.benchmark import format_table
+from synthaug.report import format_table
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 import synthaug
 from synthaug import ExportConfig
-from synthaug.benchmark import format_table
+from synthaug.report import format_table
 from synthaug.data.fashion_mnist import write_fashion_mnist
 
 

@@ -37,7 +37,13 @@ class Recovery:
         self.halves = True
         warnings.warn(f"out of memory on {self.device} at batch {real.shape[0]}: each batch now trains as two "
                       f"updates on {real.shape[0] // 2} images", stacklevel=3)
-        return self._step(train_step, real, labels, want)
+        try:
+            return self._step(train_step, real, labels, want)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+        raise SynthaugError(f"out of memory at batch {real.shape[0]} on {self.device} even as two halves; "
+                            f"resume with a smaller --batch-size")
 
     def _step(self, train_step: Callable[[torch.Tensor, torch.Tensor, bool], dict[str, Any]], real: torch.Tensor,
               labels: torch.Tensor, want: bool) -> dict[str, Any]:

@@ -33,11 +33,16 @@ def test_out_of_memory_once_trains_every_later_batch_as_two_halves():
 
 
 def test_a_second_out_of_memory_stops_with_one_line():
-    rec = Recovery(torch.device("cpu"))
     real, labels = torch.zeros(16, 1), torch.zeros(16, dtype=torch.long)
+    rec = Recovery(torch.device("cpu"))
     with pytest.warns(UserWarning):
-        with pytest.raises(SynthaugError, match="out of memory at batch 16 on cpu; resume with a smaller --batch-size"):
-            rec.step(Step(fits=4), real, labels, want=False)
+        with pytest.raises(SynthaugError, match="out of memory at batch 16 on cpu even as two halves"):
+            rec.step(Step(fits=4), real, labels, want=False)  # the halves do not fit either
+    rec = Recovery(torch.device("cpu"))
+    with pytest.warns(UserWarning):
+        rec.step(Step(fits=8), real, labels, want=False)
+    with pytest.raises(SynthaugError, match="out of memory at batch 32 on cpu; resume with a smaller --batch-size"):
+        rec.step(Step(fits=8), torch.zeros(32, 1), torch.zeros(32, dtype=torch.long), want=False)  # already halving
 
 
 def test_other_errors_pass_through():
