@@ -216,7 +216,7 @@ def compare_conditions(real: LabelledImages, synthetic, test: LabelledImages, *,
             phases = condition_phases(real, synthetic, ratio, mix, soft, seeded.seed, seeded.steps)
             model = train_on_phases(phases, k, seeded, device, progress=progress, desc=f"{name} (seed {seeded.seed})")
             pred = predict(model, test.images).argmax(1).numpy()
-            images = sum(len(pool) for pool in phases[0].pools) + sum(len(p) for ph in phases[1:] for p in ph.pools)
+            images = sum(len(pool) for ph in phases for pool in ph.pools)
             runs.setdefault(name, []).append({"train_images": int(images), "seed": seeded.seed,
                                               "fresh": synthetic.fresh,
                                               **classification_report(test.labels.numpy(), pred, k)})
@@ -286,7 +286,7 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
     syn_info = SyntheticDataset(synthetic).info if is_file else None
     if syn_info is not None and labels == "soft" and not syn_info.has_soft_labels:
         raise DataError(f"{synthetic}: has no soft labels (export it with --soft-labels)")
-    shape = syn_info.image_shape if syn_info else (_generator_shape(synthetic) if synthetic is not None else None)
+    shape = syn_info.image_shape if syn_info else (generator_shape(synthetic) if synthetic is not None else None)
     if real_dir is None:
         real_dir = real_dir_of(synthetic)
     real, test, test_dir = load_real_and_test(real_dir, test_dir, shape, progress)
@@ -331,7 +331,7 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
     return report
 
 
-def _generator_shape(source: str | Path) -> tuple[int, ...]:
+def generator_shape(source: str | Path) -> tuple[int, ...]:
     """The image shape of a run's or generator file's generator."""
     from synthaug.runs import generator_file, load_safe, model_config_from
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from synthaug.benchmark import GeneratorSynthetic, condition_phases
+from synthaug.benchmark import GeneratorSynthetic, condition_phases, generator_shape
 from synthaug.classify import (ClassifierRecipe, classification_report, predict, teacher_recipe, train_on_phases,
                                trained_on_real)
 from synthaug.config import SamplingConfig
@@ -97,7 +97,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     """
     source = Path(source)
     real = Path(real) if real is not None else training_folder(source)
-    gen_shape = _shape(source)
+    gen_shape = generator_shape(source)
     data = load_image_folder(real, gen_shape[-1], gen_shape[0], progress=progress)
     train, val = stratified_split(data, holdout, seed=0)
     dev = resolve_device(device)
@@ -134,13 +134,6 @@ def verdict(ratio: float, use: dict[float, float]) -> str:
                 f"(best {100 * max(v for r, v in use.items() if r):.2f}%)")
     return (f"mix {ratio:g} synthetic per real: {100 * use[ratio]:.2f}% on validation against "
             f"{100 * use[0.0]:.2f}% for real only")
-
-
-def _shape(source: Path) -> tuple[int, ...]:
-    """The generator's image shape."""
-    from synthaug.benchmark import _generator_shape
-
-    return _generator_shape(source)
 
 
 def format_trials(result: dict[str, Any]) -> str:
