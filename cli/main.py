@@ -7,7 +7,7 @@ import warnings
 import click
 
 from synthaug._version import __version__
-from synthaug.errors import SynthaugError
+from synthaug.errors import SynthaugError, TrainingStopped
 
 
 class FriendlyGroup(click.Group):
@@ -17,6 +17,9 @@ class FriendlyGroup(click.Group):
         warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
         try:
             return super().invoke(ctx)
+        except TrainingStopped as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(130)
         except SynthaugError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # a full disk, a file size limit, an unwritable folder: one line, nothing replaced

@@ -14,6 +14,10 @@ class CheckpointError(SynthaugError):
     """A run folder or checkpoint that is missing, corrupt or inconsistent."""
 
 
+class TrainingStopped(SynthaugError):
+    """A fit stopped by a signal before its budget was spent; its checkpoint is saved and resumable."""
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` is an allocation failure: CUDA's OutOfMemoryError or a CPU allocator's ENOMEM RuntimeError."""
     import torch

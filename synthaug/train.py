@@ -27,7 +27,7 @@ from synthaug.augment import diff_augment, parse_policy
 from synthaug.runs import GENERATOR_FILE, SNAPSHOTS, TRAINING_STATE, load_safe, save_atomic, save_generator
 from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
 from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
-from synthaug.errors import CheckpointError, SynthaugError
+from synthaug.errors import CheckpointError, SynthaugError, TrainingStopped
 from synthaug.fsutil import atomic_write_text
 from synthaug.losses import LossPair, get_loss
 from synthaug.models import ConditionalGenerator, build_models, get_arch
@@ -512,8 +512,9 @@ class Trainer:
                                       self.out / "distributed.json")
         if self.dist.is_main:
             self.monitor.close(m.sampler, self.step, status == "stop" and self.batch_in_epoch > 0)
-        if stop.reason and self.dist.is_main:
-            warnings.warn(f"stopped by {stop.reason}; checkpoint saved in {self.out}", stacklevel=3)
+        if stop.reason:  # not a finished run: callers (the protocols) must not take it for one
+            raise TrainingStopped(f"{self.out}: stopped by {stop.reason} at step {self.step}; checkpoint saved "
+                                  f"(continue with --resume)")
 
     def _run_epoch(self, log, stop: StopFlag, deadline: float) -> tuple[str, dict[str, float]]:
         """Train on the rest of one epoch: 'done', 'stop' (budget or signal) or 'retry' (after a recovery),
