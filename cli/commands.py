@@ -213,8 +213,13 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 @click.option("--imbalance", default=None, metavar="CLASS1,CLASS2,..",
               help="Imbalance protocol: these classes keep --keep of their images; compare weighting and top-up.")
 @click.option("--keep", type=float, default=0.01, show_default=True, help="With --imbalance: fraction kept.")
+@click.option("--top-up", is_flag=True,
+              help="Top every class of --real up to its largest from the run --synthetic; compare rare-class recall "
+                   "(rare: under half the largest class) with the folder as it is and a class-weighted loss.")
 @click.option("--fit-minutes", type=float, default=10.0, show_default=True,
               help="With a protocol: CPU/GPU minutes for each generator it fits.")
+@click.option("--fit-steps", type=int, default=None,
+              help="With a protocol: generator steps for each fit instead of --fit-minutes (the same work on any machine).")
 @click.option("--augment", default="translation,cutout", show_default=True,
               help="With a protocol: DiffAugment policy for the generators it fits (small data).")
 @click.option("--fit-arch", type=click.Choice(list_archs()), default=None,
@@ -233,7 +238,7 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
               ratios: str, mix_recipes: str, labels: str, truncation: float | None, latent_scale: float | None,
               min_confidence: float | None, soft_labels: bool | None, snapshots: str | None,
               teacher_steps: int | None, seeds: int, seed: int, logreg: bool, real_fraction: str | None, headroom: bool,
-              imbalance: str | None, keep: float, fit_minutes: float, augment: str, fit_arch: str, fit_ema: bool | None,
+              imbalance: str | None, keep: float, top_up: bool, fit_minutes: float, fit_steps: int | None, augment: str, fit_arch: str, fit_ema: bool | None,
               class_balance: bool, work: Path | None, device: str, out: Path | None, quiet: bool) -> None:
     """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
     from synthaug.protocols import BenchmarkRequest, run_benchmark
@@ -248,7 +253,9 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
         raise click.UsageError(f"--ratios: {ratios!r} is not a comma-separated list of numbers (or 'none')") from None
     if any(r <= 0 for r in ratio_list):
         raise click.UsageError(f"--ratios must be positive (got {ratios})")
-    fit = {"minutes": fit_minutes, "augment": augment, "arch": fit_arch, "ema": fit_ema,
+    if fit_steps is not None and fit_steps < 1:
+        raise click.UsageError(f"--fit-steps must be at least 1 (got {fit_steps})")
+    fit = {"minutes": None if fit_steps else fit_minutes, "max_steps": fit_steps, "augment": augment, "arch": fit_arch, "ema": fit_ema,
            **({"class_balance": class_balance} if imbalance else {})}
     request = BenchmarkRequest(
         real=_str(real), test=_str(test), synthetic=_str(_source(synthetic)) if synthetic else None,
@@ -256,7 +263,7 @@ def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, clas
         mixes=tuple(mix_recipes.split(",")), labels=labels, seeds=seeds, logreg=logreg,
         sampling=_sampling_overrides(truncation, latent_scale, min_confidence, soft_labels, snapshots, teacher_steps),
         fractions=tuple(float(f) for f in real_fraction.split(",")) if real_fraction else None, headroom=headroom,
-        imbalance=tuple(imbalance.split(",")) if imbalance else None, keep=keep, fit=fit, work=_str(work),
+        imbalance=tuple(imbalance.split(",")) if imbalance else None, keep=keep, top_up=top_up, fit=fit, work=_str(work),
         device=device, out=_str(out))
     _, table, folder = run_benchmark(request, progress=not quiet)
     click.echo(table)

@@ -177,6 +177,7 @@ def export(source: str | Path, out: str | Path, config: ExportConfig | None = No
     gens = load_sampler(source, sampling, resolve_device(config.device))
     plan = export_plan(gens[0], config, sampling)
     job = _job(source, out, config, sampling, gens, plan, progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if distributed.current().enabled:
         if fmt != "hdf5":

@@ -21,11 +21,14 @@ import torch
 from synthaug.benchmark import (benchmark, compare, environment, load_real_and_test, load_synthetic, stratified_indices,
                                 summarise, test_split_of, train_and_test)
 from synthaug.classify import ClassifierRecipe
-from synthaug.config import ExportConfig
+from synthaug.config import ExportConfig, SamplingConfig
 from synthaug.device import resolve_device
 from synthaug.data.folder import scan_folder
 from synthaug.errors import DataError
 from synthaug.export import export
+
+
+RARE_SHARE = 0.5  # a class under this share of the largest class's images counts as rare
 
 
 def subset_folder(real_dir: str | Path, out: str | Path, keep: np.ndarray) -> Path:
@@ -49,18 +52,19 @@ def subset_folder(real_dir: str | Path, out: str | Path, keep: np.ndarray) -> Pa
 
 
 def _fit_and_export(folder: Path, work: Path, fit_settings: dict[str, Any], per_class: int | None,
-                    balance: bool, progress: bool) -> Path:
-    """Fit a generator on `folder` (or reuse a finished one) and export from it (or reuse the export)."""
+                    balance: bool, progress: bool, soft_labels: bool = False) -> Path:
+    """Fit a generator on `folder` (or reuse a finished one) and export from it (or reuse the export); with
+    `soft_labels` the export carries a teacher's probabilities, the teacher trained on `folder` alone."""
     from synthaug.train import fit  # protocols orchestrate fitting; the benchmark itself never trains a GAN
 
     run = work / "run"
     if not (run / "generator.pt").is_file() or not (run / ".done").is_file():
         fit(folder, run, resume=(run / "checkpoint.pt").is_file(), progress=progress, **fit_settings)
         (run / ".done").touch()
-    syn = work / "synthetic.h5"
+    syn = work / ("synthetic-soft.h5" if soft_labels else "synthetic.h5")
     if not syn.is_file():
         config = ExportConfig(per_class=None if balance else per_class, balance_to=str(folder) if balance else None,
-                              resume=True)
+                              resume=True, real=str(folder), sampling=SamplingConfig(soft_labels=soft_labels))
         export(run, syn, config, progress=progress)
     return syn
 
@@ -68,26 +72,29 @@ def _fit_and_export(folder: Path, work: Path, fit_settings: dict[str, Any], per_
 def low_data(real_dir: str | Path, test_dir: str | Path | None, fractions: Sequence[float], work: str | Path, *,
              fit_settings: dict[str, Any] | None = None, synthetic_full: str | Path | None = None,
              ratios: Sequence[float] = (1.0,), seeds: int = 1, recipe: ClassifierRecipe | None = None,
-             min_per_class: int = 1000, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+             min_per_class: int = 1000, device: str = "auto", progress: bool = True,
+             mixes: Sequence[str] = ("concat",), labels: str = "auto") -> dict[str, Any]:
     """For each fraction of the real training folder: a generator fitted on that fraction only, and the
-    classifier trained on real, synthetic and real+synthetic at `ratios`, tested on the real test folder.
+    classifier trained on real, synthetic and real+synthetic at `ratios` and `mixes`, tested on the real test
+    folder. Unless `labels` is "hard" the export carries soft labels from a teacher trained on the fraction alone.
 
     `synthetic_full` (an export of a generator trained on all of `real_dir`) is used for fraction 1 when given.
     """
     work = Path(work)
     index = scan_folder(real_dir)
-    labels = np.asarray(index.labels)
+    class_ids = np.asarray(index.labels)
     rows = {}
     for f in fractions:
-        keep = stratified_indices(labels, f, seed=0)
+        keep = stratified_indices(class_ids, f, seed=0)
         folder = real_dir if f == 1.0 else subset_folder(real_dir, work / f"real-{f:g}", keep)
         per_class = max(min_per_class, int(np.ceil(max(ratios) * len(keep) / len(index.class_names))))
         if f == 1.0 and synthetic_full is not None:
             syn = Path(synthetic_full)
         else:
-            syn = _fit_and_export(Path(folder), work / f"gan-{f:g}", fit_settings or {}, per_class, False, progress)
-        report = benchmark(folder, test_dir or test_split_of(real_dir), syn, recipe=recipe,
-                                    ratios=tuple(ratios), seeds=seeds, device=device, progress=progress)
+            syn = _fit_and_export(Path(folder), work / f"gan-{f:g}", fit_settings or {}, per_class, False, progress,
+                                  soft_labels=labels != "hard")
+        report = benchmark(folder, test_dir or test_split_of(real_dir), syn, recipe=recipe, ratios=tuple(ratios),
+                           seeds=seeds, device=device, progress=progress, mixes=tuple(mixes), labels=labels)
         rows[f"{f:g}"] = {"fraction": f, "real_images": int(len(keep)), "synthetic": str(syn),
                           "results": report["results"]}
     return {"protocol": "low_data", "real": str(real_dir), "fractions": list(fractions), "ratios": list(ratios),
@@ -161,8 +168,29 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
     folder = subset_folder(real_dir, work / "real-imbalanced", np.sort(keep))
     fit_settings = {"class_balance": True, **(fit_settings or {})}
     syn = _fit_and_export(folder, work / "gan-imbalanced", fit_settings, None, True, progress)
-    real, test, test_dir = load_real_and_test(folder, test_dir or test_split_of(real_dir), None, progress)
-    syn_images, syn_labels = load_synthetic(syn, real.class_names)
+    report = rare_class_comparison(folder, test_dir or test_split_of(real_dir), syn, rare_ids, seeds=seeds,
+                                   recipe=recipe, device=device, progress=progress)
+    return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": keep_fraction,
+            "fit_settings": fit_settings}
+
+
+def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
+    """The classes holding fewer than `share` of the largest class's images."""
+    return [c for c, n in enumerate(counts) if n < share * max(counts)]
+
+
+RARE_CONDITIONS = ("imbalanced real", "imbalanced + class-weighted loss", "imbalanced + synthetic top-up")
+
+
+def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: str | Path,
+                          rare_ids: Sequence[int], *, seeds: int = 1, recipe: ClassifierRecipe | None = None,
+                          device: str = "auto", progress: bool = True,
+                          conditions: Sequence[str] = RARE_CONDITIONS) -> dict[str, Any]:
+    """Per-class recall of a classifier trained on `folder` as it is, with a class-weighted loss, and topped up
+    with the top-up export `synthetic` (those of `conditions`); `rare` recall is the mean over `rare_ids`."""
+    recipe = recipe or ClassifierRecipe()
+    real, test, test_dir = load_real_and_test(folder, test_dir, None, progress)
+    syn_images, syn_labels = load_synthetic(synthetic, real.class_names)
     counts = torch.bincount(real.labels, minlength=len(real.class_names)).float()
     weights = counts.sum() / (len(counts) * counts.clamp(min=1))  # inverse frequency, mean 1 over a balanced set
     dev = resolve_device(device)
@@ -170,17 +198,49 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
             "imbalanced + class-weighted loss": (real.images, real.labels, weights),
             "imbalanced + synthetic top-up": (torch.cat([real.images, syn_images]),
                                               torch.cat([real.labels, syn_labels]), None)}
+    unknown = set(conditions) - set(sets)
+    if unknown:
+        raise DataError(f"unknown rare-class conditions {sorted(unknown)} (of {list(sets)})")
     results = {}
-    for name, (images, y, w) in sets.items():
+    for name in conditions:
+        images, y, w = sets[name]
         runs = [train_and_test(images, y, test, dataclasses.replace(recipe, seed=recipe.seed + s), dev, progress,
                                f"{name} (seed {recipe.seed + s})", class_weights=w) for s in range(seeds)]
         results[name] = summarise(runs)
-        results[name]["rare_recall"] = float(np.mean([results[name]["per_class_recall"][c] for c in rare_ids]))
-    return {"protocol": "imbalance", "real": str(real_dir), "test": str(test_dir), "rare": list(rare),
-            "keep_fraction": keep_fraction, "class_counts": counts.int().tolist(), "results": results,
-            "class_names": list(real.class_names), "synthetic": str(syn), "fit_settings": fit_settings,
+        per_run = [np.mean([r["per_class_recall"][c] for c in rare_ids]) for r in runs]
+        results[name]["rare_recall"] = float(np.mean(per_run))
+        results[name]["rare_recall_std"] = float(np.std(per_run))
+    return {"protocol": "top_up", "real": str(folder), "test": str(test_dir),
+            "rare": [real.class_names[c] for c in rare_ids], "class_counts": counts.int().tolist(),
+            "results": results, "class_names": list(real.class_names), "synthetic": str(synthetic),
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
             **environment(dev)}
+
+
+def top_up(source: str | Path, real_dir: str | Path | None, test_dir: str | Path | None, work: str | Path, *,
+           rare: Sequence[str] | None = None, seeds: int = 1, recipe: ClassifierRecipe | None = None,
+           device: str = "auto", progress: bool = True,
+           conditions: Sequence[str] = RARE_CONDITIONS) -> dict[str, Any]:
+    """A folder's own imbalance: every class of the real training folder topped up to its largest class with
+    the run `source`'s images (its sampling.json applies), compared with the folder as it is and with a
+    class-weighted loss; `rare` defaults to the classes under half the largest."""
+    from synthaug.runs import training_folder
+
+    real_dir = Path(real_dir) if real_dir else training_folder(source)
+    index = scan_folder(real_dir)
+    counts = np.bincount(np.asarray(index.labels), minlength=len(index.class_names))
+    unknown = [c for c in rare or () if c not in index.class_names]
+    if unknown:
+        raise DataError(f"{real_dir}: no class(es) {unknown}; it has {list(index.class_names)}")
+    rare_ids = [index.class_names.index(c) for c in rare] if rare else rare_classes(counts.tolist())
+    if not rare_ids:
+        raise DataError(f"{real_dir}: no class holds under {RARE_SHARE:g} of the largest ({counts.tolist()}); "
+                        f"name the rare classes")
+    syn = Path(work) / "top-up.h5"
+    if not syn.is_file():  # a finished top-up is reused, like the protocols' exports
+        export(source, syn, ExportConfig(balance_to=str(real_dir), real=str(real_dir), resume=True), progress=progress)
+    return rare_class_comparison(real_dir, test_dir or test_split_of(real_dir), syn, rare_ids, seeds=seeds,
+                                 recipe=recipe, device=device, progress=progress, conditions=conditions)
 
 
 FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes budget; the epoch count only caps them
@@ -209,6 +269,7 @@ class BenchmarkRequest:
     headroom: bool = False
     imbalance: tuple[str, ...] | None = None
     keep: float = 0.01
+    top_up: bool = False
     fit: dict[str, Any] = field(default_factory=dict)  # fit settings of the protocols' generators
     work: str | None = None
     device: str = "auto"
@@ -219,6 +280,8 @@ class BenchmarkRequest:
             raise DataError("give a synthetic export or generator, or a real folder with a protocol")
         if self.headroom and not self.fractions:
             raise DataError("headroom needs real fractions (each below 1: held-out images must remain)")
+        if self.top_up and (self.synthetic is None or Path(self.synthetic).suffix.lower() in (".h5", ".hdf5")):
+            raise DataError("top-up needs a run or generator file to draw the missing images from")
         if self.synthetic is None and not (self.fractions or self.imbalance):
             raise DataError("give a synthetic export or generator (or a protocol: real fractions / imbalance)")
         if any(r <= 0 for r in self.ratios):
@@ -245,12 +308,18 @@ def run_benchmark(request: BenchmarkRequest, progress: bool = True) -> tuple[dic
                               device=r.device, progress=progress)
         else:
             report = low_data(real, r.test, r.fractions, work, fit_settings=fit_settings, synthetic_full=r.synthetic,
-                              ratios=r.ratios, seeds=r.seeds, recipe=r.recipe, device=r.device, progress=progress)
+                              ratios=r.ratios, seeds=r.seeds, recipe=r.recipe, device=r.device, progress=progress,
+                              mixes=r.mixes, labels=r.labels)
         write_protocol_report(report, out)
         return report, low_data_table(report), out
     if r.imbalance:
         report = imbalance(real, r.test, r.imbalance, work, keep_fraction=r.keep, fit_settings=fit_settings,
                            seeds=r.seeds, recipe=r.recipe, device=r.device, progress=progress)
+        write_protocol_report(report, out)
+        return report, imbalance_table(report), out
+    if r.top_up:
+        report = top_up(r.synthetic, real, r.test, out, seeds=r.seeds, recipe=r.recipe, device=r.device,
+                        progress=progress)
         write_protocol_report(report, out)
         return report, imbalance_table(report), out
     sampling = None if is_file else resolve_sampling(r.synthetic, None, r.sampling)

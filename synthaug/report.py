@@ -110,8 +110,9 @@ def imbalance_table(report: dict[str, Any]) -> str:
              "|---|---:|" + "---:|" * (len(rare) + 1)]
     for cond, r in report["results"].items():
         cells = [f"{100 * r['per_class_recall'][names.index(c)]:.1f}" for c in rare]
+        spread = f" ± {100 * r['rare_recall_std']:.1f}" if "rare_recall_std" in r else ""
         lines.append(f"| {cond} | {100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f} | "
-                     + " | ".join(cells) + f" | {100 * r['rare_recall']:.1f} |")
+                     + " | ".join(cells) + f" | {100 * r['rare_recall']:.1f}{spread} |")
     return "\n".join(lines)
 
 
@@ -130,9 +131,15 @@ def write_protocol_report(report: dict[str, Any], folder: str | Path) -> Path:
     else:
         plots.per_class_recall(report["results"], report["class_names"], folder / "per_class_recall.png")
         plots.confusion_matrices(report["results"], report["class_names"], folder / "confusion.png")
-        md = ["# synthaug imbalance benchmark", "", f"Rare classes {report['rare']} keep "
-              f"{100 * report['keep_fraction']:g}% of their images (counts {report['class_counts']}); the generator "
-              f"is fitted on the imbalanced set alone.", "", imbalance_table(report), "",
+        if report["protocol"] == "top_up":
+            intro = (f"# synthaug top-up benchmark\n\nEvery class of `{report['real']}` (counts "
+                     f"{report['class_counts']}) topped up to the largest from `{report['synthetic']}`; rare classes "
+                     f"{report['rare']}.")
+        else:
+            intro = (f"# synthaug imbalance benchmark\n\nRare classes {report['rare']} keep "
+                     f"{100 * report['keep_fraction']:g}% of their images (counts {report['class_counts']}); the "
+                     f"generator is fitted on the imbalanced set alone.")
+        md = [intro, "", imbalance_table(report), "",
               "![per-class recall](per_class_recall.png)", "![confusion](confusion.png)"]
     atomic_write_text(folder / "report.md", "\n".join(md) + "\n")
     return folder

@@ -10,7 +10,7 @@ from PIL import Image
 import synthaug
 from synthaug import ExportConfig
 from synthaug import protocols
-from synthaug.benchmark import LOGREG, stratified_indices
+from synthaug.benchmark import LOGREG, TEACHER, stratified_indices
 from synthaug.report import format_table
 from synthaug.errors import DataError
 from synthaug.report import imbalance_table, low_data_table, write_protocol_report
@@ -75,9 +75,14 @@ def test_headroom_protocol_mixes_held_out_real_images(digits_splits, tmp_path):
 @pytest.mark.slow
 def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
     report = protocols.low_data(digits_splits / "train", None, [0.1, 1.0], tmp_path / "work", fit_settings=TINY_FIT,
-                                ratios=(1.0,), recipe=TINY, min_per_class=20, progress=False)
+                                ratios=(1.0,), recipe=TINY, min_per_class=20, progress=False,
+                                mixes=("concat", "finetune"))
     small = report["rows"]["0.1"]
-    assert small["real_images"] == 140 and set(small["results"]) == {"real", "synthetic", "mixed x1"}
+    assert small["real_images"] == 140 and set(small["results"]) == {
+        "real", "synthetic", "mixed x1", "mixed x1 finetune", "synthetic (soft labels)", "mixed x1 (soft labels)",
+        "mixed x1 finetune (soft labels)", TEACHER}
+    syn = synthaug.SyntheticDataset(small["synthetic"])
+    assert syn.info.has_soft_labels and syn.info.provenance["teacher_real"].endswith("real-0.1")  # teacher: the fraction
     subset = tmp_path / "work" / "real-0.1"
     assert sum(1 for _ in subset.rglob("*.png")) == 140 and next(subset.rglob("*.png")).is_symlink()
     cfg = json.loads((tmp_path / "work" / "gan-0.1" / "run" / "config.json").read_text())
@@ -86,7 +91,7 @@ def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
     write_protocol_report(report, tmp_path / "rep")
     assert "| 0.1 | 140 |" in low_data_table(report) and (tmp_path / "rep" / "report.md").is_file()
     again = protocols.low_data(digits_splits / "train", None, [0.1], tmp_path / "work", fit_settings=TINY_FIT,
-                               ratios=(1.0,), recipe=TINY, min_per_class=20, progress=False)
+                               ratios=(1.0,), recipe=TINY, min_per_class=20, progress=False, labels="hard")
     assert again["rows"]["0.1"]["results"]["real"]["accuracy"] == small["results"]["real"]["accuracy"]
 
 
@@ -105,3 +110,29 @@ def test_imbalance_protocol_tops_up_the_rare_classes(digits_splits, tmp_path):
     assert (tmp_path / "rep" / "per_class_recall.png").is_file()
     with pytest.raises(synthaug.SynthaugError, match="no class"):
         protocols.imbalance(digits_splits / "train", None, ["cat"], tmp_path / "w2", progress=False)
+
+
+def test_rare_classes_are_those_under_half_the_largest():
+    assert protocols.rare_classes([140, 20, 140, 69, 70]) == [1, 3]
+    assert protocols.rare_classes([10, 10]) == []
+
+
+@pytest.mark.slow
+def test_top_up_tops_a_folders_own_rare_classes_up(tmp_path):
+    from conftest import write_digits
+
+    train = write_digits(tmp_path / "uneven" / "train", per_class=60)
+    write_digits(tmp_path / "uneven" / "test", offset=140)
+    for name, keep in (("digit3", 10), ("digit8", 20)):  # a folder that came uneven
+        for png in sorted((train / name).glob("*.png"))[keep:]:
+            png.unlink()
+    run = synthaug.fit(train, tmp_path / "run", **TINY_FIT, progress=False)
+    report = protocols.top_up(run, None, None, tmp_path / "work", recipe=TINY, progress=False)
+    assert report["rare"] == ["digit3", "digit8"] and report["class_counts"][3] == 10
+    assert report["results"]["imbalanced + synthetic top-up"]["train_images"] == 600  # every class at 60
+    assert report["results"]["imbalanced real"]["train_images"] == 510
+    assert all(0 <= r["rare_recall"] <= 1 and r["rare_recall_std"] >= 0 for r in report["results"].values())
+    write_protocol_report(report, tmp_path / "rep")
+    assert "top-up benchmark" in (tmp_path / "rep" / "report.md").read_text()
+    with pytest.raises(synthaug.SynthaugError, match="no class holds under 0.5"):
+        protocols.top_up(run, tmp_path / "uneven" / "test", None, tmp_path / "w2", progress=False)

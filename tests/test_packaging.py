@@ -42,6 +42,8 @@ def test_version_flag_says_the_package_version():
     (["--ratios", "a,b"], "is not a comma-separated list of numbers"),
     (["--ratios", "-1"], "--ratios must be positive"),
     (["--labels", "soft"], "has no soft labels"),
+    (["--top-up"], "top-up needs a run or generator file"),
+    (["--real-fraction", "0.5", "--fit-steps", "0"], "--fit-steps must be at least 1"),
 ])
 def test_benchmark_flags_give_one_line_errors(tiny_run, digits_splits, tmp_path, args, text):
     out = synthaug.export(tiny_run, tmp_path / "s.h5", synthaug.ExportConfig(per_class=3), progress=False)
