@@ -2,8 +2,10 @@
 
 Evidence (docs/results-fashion-mnist.md, docs/architectures.md; 2-core CPU): `dcgan` with an EMA generator and
 the mode-seeking term trains at 1,227 images/s and reaches 83% synthetic-only accuracy after 12 minutes, where
-`sngan` trains at 455 images/s and reaches 81% after 150 minutes. `sngan` (spectral norm, projection D, hinge
-loss) remains the field's standard for long GPU runs and is one flag away: `--arch sngan`.
+`sngan` trains at 455 images/s and reaches 81% after 150 minutes. On 32-px RGB icons at the default budget it leads
+six of seven measures against `conv` (label agreement 36% against 25%, feature FD 14.2 against 18.5), `conv` the
+synthetic-only accuracy (47.4% against 41.0%). `sngan` (spectral norm, projection D, hinge loss) remains the field's
+standard for long GPU runs and is one flag away: `--arch sngan`.
 """
 from __future__ import annotations
 
