@@ -61,7 +61,9 @@ def default_recipe(index: FolderIndex, device: torch.device, probe: dict | None 
     counts = np.bincount(np.asarray(index.labels), minlength=len(index.class_names))
     n = int(counts.sum())
     reasons = [f"arch dcgan + EMA + mode seeking: the best measured recipe on CPUs and at minutes-long budgets "
-               f"(sngan: --arch sngan, for long GPU runs)" + (" [device: GPU]" if device.type == "cuda" else "")]
+               f"(sngan: --arch sngan, for long GPU runs" + ("; on RGB, --arch conv --ema --mode-seeking 1 trains "
+               f"to higher synthetic-only accuracy with less faithful classes" if channels == 3 else "") + ")"
+               + (" [device: GPU]" if device.type == "cuda" else "")]
     settings: dict[str, Any] = {}
     if resolution is None:
         resolution = native
