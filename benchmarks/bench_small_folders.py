@@ -77,7 +77,7 @@ def main() -> None:
     tag = " (soft labels)" if labels == "soft" else ""
     real = res["real"]
     rare_ids = [rare["class_names"].index(c) for c in rare["rare"]]
-    real_rare = [float(np.mean([r["per_class_recall"][c] for c in rare_ids])) for r in real["runs"]]
+    real_rare = protocols.rare_recall(real["runs"], rare_ids)
     top = rare["results"]["imbalanced + synthetic top-up"]
     mixed = res[f"mixed x{ratio or 1.0:g}{tag}"]
     chosen = real if ratio == 0 else mixed
@@ -94,7 +94,7 @@ def main() -> None:
     print("|---|---:|---:|")
     for label, acc, std in rows:
         print(f"| {label} | {100 * acc:.2f} ± {100 * std:.2f} | |")
-    print(f"| real only, rare classes {rare['rare']} | | {100 * np.mean(real_rare):.1f} ± {100 * np.std(real_rare):.1f} |")
+    print(f"| real only, rare classes {rare['rare']} | | {100 * real_rare[0]:.1f} ± {100 * real_rare[1]:.1f} |")
     print(f"| real + synthetic top-up to {max(rare['class_counts'])} per class | {100 * top['accuracy']:.2f} ± "
           f"{100 * top['accuracy_std']:.2f} | {100 * top['rare_recall']:.1f} ± {100 * top['rare_recall_std']:.1f} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)

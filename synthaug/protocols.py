@@ -153,11 +153,8 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
     recipe = recipe or ClassifierRecipe()
     work = Path(work)
     index = scan_folder(real_dir)
-    unknown = [c for c in rare if c not in index.class_names]
-    if unknown:
-        raise DataError(f"{real_dir}: no class(es) {unknown}; it has {list(index.class_names)}")
+    rare_ids = class_ids_of(index.class_names, rare, real_dir)
     labels = np.asarray(index.labels)
-    rare_ids = [index.class_names.index(c) for c in rare]
     keep = []
     for c in range(len(index.class_names)):
         members = np.flatnonzero(labels == c)
@@ -172,6 +169,20 @@ def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[
                                    recipe=recipe, device=device, progress=progress)
     return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": keep_fraction,
             "fit_settings": fit_settings}
+
+
+def class_ids_of(class_names: Sequence[str], names: Sequence[str], folder: str | Path) -> list[int]:
+    """The indices of `names` among a folder's classes; a one-line error names any it lacks."""
+    unknown = [c for c in names if c not in class_names]
+    if unknown:
+        raise DataError(f"{folder}: no class(es) {unknown}; it has {list(class_names)}")
+    return [list(class_names).index(c) for c in names]
+
+
+def rare_recall(runs: Sequence[dict[str, Any]], rare_ids: Sequence[int]) -> tuple[float, float]:
+    """Mean and std over runs of each run's mean recall over the classes `rare_ids`."""
+    per_run = [np.mean([r["per_class_recall"][c] for c in rare_ids]) for r in runs]
+    return float(np.mean(per_run)), float(np.std(per_run))
 
 
 def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
@@ -207,9 +218,7 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
         runs = [train_and_test(images, y, test, dataclasses.replace(recipe, seed=recipe.seed + s), dev, progress,
                                f"{name} (seed {recipe.seed + s})", class_weights=w) for s in range(seeds)]
         results[name] = summarise(runs)
-        per_run = [np.mean([r["per_class_recall"][c] for c in rare_ids]) for r in runs]
-        results[name]["rare_recall"] = float(np.mean(per_run))
-        results[name]["rare_recall_std"] = float(np.std(per_run))
+        results[name]["rare_recall"], results[name]["rare_recall_std"] = rare_recall(runs, rare_ids)
     return {"protocol": "top_up", "real": str(folder), "test": str(test_dir),
             "rare": [real.class_names[c] for c in rare_ids], "class_counts": counts.int().tolist(),
             "results": results, "class_names": list(real.class_names), "synthetic": str(synthetic),
@@ -229,10 +238,7 @@ def top_up(source: str | Path, real_dir: str | Path | None, test_dir: str | Path
     real_dir = Path(real_dir) if real_dir else training_folder(source)
     index = scan_folder(real_dir)
     counts = np.bincount(np.asarray(index.labels), minlength=len(index.class_names))
-    unknown = [c for c in rare or () if c not in index.class_names]
-    if unknown:
-        raise DataError(f"{real_dir}: no class(es) {unknown}; it has {list(index.class_names)}")
-    rare_ids = [index.class_names.index(c) for c in rare] if rare else rare_classes(counts.tolist())
+    rare_ids = class_ids_of(index.class_names, rare, real_dir) if rare else rare_classes(counts.tolist())
     if not rare_ids:
         raise DataError(f"{real_dir}: no class holds under {RARE_SHARE:g} of the largest ({counts.tolist()}); "
                         f"name the rare classes")
