@@ -76,7 +76,7 @@ def main() -> None:
     res = report["results"]
     tag = " (soft labels)" if labels == "soft" else ""
     real = res["real"]
-    rare_ids = [rare["class_names"].index(c) for c in rare["rare"]]
+    rare_ids = protocols.class_ids_of(rare["class_names"], rare["rare"], train)
     real_rare = protocols.rare_recall(real["runs"], rare_ids)
     top = rare["results"]["imbalanced + synthetic top-up"]
     mixed = res[f"mixed x{ratio or 1.0:g}{tag}"]
