@@ -20,7 +20,8 @@ from pathlib import Path
 
 import synthaug
 from synthaug import ExportConfig, SamplingConfig
-from synthaug.benchmark import environment, load_real_and_test, load_synthetic, train_and_test
+from synthaug.benchmarking import environment, load_real_and_test
+from synthaug.conditions import Condition, export_source, run_conditions
 from synthaug.metrics import feature_classifier, quality_metrics
 from synthaug.train import resolve_device
 
@@ -51,7 +52,7 @@ def main() -> None:
     device = resolve_device("auto")
     recipe = synthaug.ClassifierRecipe(steps=args.steps)
     real, test, _ = load_real_and_test(args.real, args.test, None, progress=False)
-    rows = {"real data": {**train_and_test(real.images, real.labels, test, recipe, device, False, "real")}}
+    rows = {"real data": run_conditions([Condition()], real, test, recipe, 1, device)["real"]["runs"][0]}
     # The real test images scored like a generator: the values a perfect generator would reach.
     reference = quality_metrics(feature_classifier(real, progress=False), real, test.images, test.labels)
     rows["real data"].update({k: reference[k] for k in METRICS})
@@ -64,8 +65,8 @@ def main() -> None:
             config = ExportConfig(per_class=args.per_class, seed=0, real=str(args.real) if args.real else None,
                                   sampling=SamplingConfig(min_confidence=p, truncation=t))
             syn = synthaug.export(path, Path(tmp) / "s.h5", config, stats=stats, progress=False)
-            images, labels = load_synthetic(syn, real.class_names)
-            row = train_and_test(images, labels, test, recipe, device, False, name)
+            alone = Condition(export_source(syn, real.class_names), with_real=False)
+            row = run_conditions([alone], real, test, recipe, 1, device)[alone.name]["runs"][0]
             metrics = synthaug.evaluate(syn, args.real, progress=False)
         cfg = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").is_file() else {}
         rows[name] = {**row, **{k: metrics[k] for k in METRICS}, "acceptance": stats.get("acceptance"),

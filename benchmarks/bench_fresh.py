@@ -16,10 +16,11 @@ import time
 import torch
 
 import synthaug
-from synthaug.benchmark import GeneratorSynthetic
+from synthaug.conditions import GeneratorPoolSource
 from synthaug.classify import ClassifierRecipe, Phase, TensorPool, build_classifier, train_on_phases
 from synthaug.config import SamplingConfig
-from synthaug.generate import generate
+from synthaug.engine import generate
+from synthaug.sampler import Sampler
 
 
 def epoch_seconds(phases: list[Phase], num_classes: int, recipe: ClassifierRecipe) -> float:
@@ -27,6 +28,12 @@ def epoch_seconds(phases: list[Phase], num_classes: int, recipe: ClassifierRecip
     start = time.perf_counter()
     train_on_phases(phases, num_classes, recipe, "cpu", progress=False)
     return time.perf_counter() - start
+
+
+def fresh(source, names: tuple[str, ...], teacher: torch.nn.Module | None) -> GeneratorPoolSource:
+    """Fresh epochs from `source`, soft-labelled by `teacher` when one is given."""
+    sampler = Sampler(source, SamplingConfig(), soft=teacher is not None, teacher=teacher)
+    return GeneratorPoolSource(sampler, names)
 
 
 def main() -> None:
@@ -49,13 +56,11 @@ def main() -> None:
     c, _, r = gen.image_shape
     teacher = build_classifier("cnn", c, gen.num_classes, r).eval() if args.soft else None  # timing: any weights do
     kinds = {"export in memory": lambda: [Phase(steps, [file_pool], [1.0])],
-             "fresh every epoch": lambda: [Phase(steps, [GeneratorSynthetic(source, names, SamplingConfig(), None,
-                                                                            torch.device("cpu"), False)
-                                                         .pool(args.images, None, 1, False)], [1.0])]}
+             "fresh every epoch": lambda: [Phase(steps, [fresh(source, names, None).pool(args.images, None, 1, False)],
+                                                 [1.0])]}
     if args.soft:
-        kinds["fresh + soft labels"] = lambda: [Phase(steps, [GeneratorSynthetic(
-            source, names, SamplingConfig(), teacher, torch.device("cpu"), True).pool(args.images, None, 1, True)],
-            [1.0])]
+        kinds["fresh + soft labels"] = lambda: [Phase(steps, [fresh(source, names, teacher).pool(args.images, None, 1,
+                                                                                              True)], [1.0])]
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.repeats):
         for name, phases in kinds.items():

@@ -23,6 +23,7 @@ import numpy as np
 import synthaug
 from synthaug import protocols
 from synthaug.data.folder import scan_folder
+from synthaug.runs import GENERATOR_FILE
 
 
 def uneven_cut(data: Path, total: int, out: Path, spread: float = 4.0) -> Path:
@@ -57,7 +58,7 @@ def main() -> None:
     times = {}
     t = time.perf_counter()
     run = work / "run"
-    if not (run / "generator.pt").is_file():
+    if not (run / GENERATOR_FILE).is_file():
         synthaug.fit(train, run)  # the default recipe: no flags
     times["fit_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -70,15 +71,16 @@ def main() -> None:
                                 labels=labels, progress=False)
     times["benchmark_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    rare = protocols.top_up(run, train, None, work / "top-up", seeds=args.seeds, recipe=recipe, progress=False,
-                            conditions=("imbalanced + synthetic top-up",))
+    options = protocols.TopUpOptions(synthetic=str(run), real=str(train), seeds=args.seeds, recipe=recipe,
+                                     work=str(work / "top-up"))
+    rare = protocols.top_up(options, progress=False, conditions=("real + synthetic top-up",))
     times["top_up_s"] = time.perf_counter() - t
     res = report["results"]
     tag = " (soft labels)" if labels == "soft" else ""
     real = res["real"]
     rare_ids = protocols.class_ids_of(rare["class_names"], rare["rare"], train)
     real_rare = protocols.rare_recall(real["runs"], rare_ids)
-    top = rare["results"]["imbalanced + synthetic top-up"]
+    top = rare["results"]["real + synthetic top-up"]
     mixed = res[f"mixed x{ratio or 1.0:g}{tag}"]
     chosen = real if ratio == 0 else mixed
     rows = [("real only", real["accuracy"], real["accuracy_std"]),

@@ -2,21 +2,23 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 import synthaug
 from synthaug import distributed
-from synthaug import runs as synthaug_runs
-from synthaug.generate import PRECISIONS
+from synthaug import exporting
+from synthaug.engine import PRECISIONS
+from synthaug.config import fit_settings
+from synthaug.sampler import resolve_sampling
+from synthaug.sources import resolve_source
 from synthaug.losses import list_losses
 from synthaug.models import list_archs
 from synthaug_cli.main import cli
 
-export_mod = importlib.import_module("synthaug.export")  # the module: synthaug.export is the function
 
 
 @cli.group()
@@ -147,7 +149,7 @@ def sampling_options(f):
               help="Instead of --per-class: top up this real folder's classes to its largest (or --target).")
 @click.option("--target", type=int, default=None, help="With --balance-to: the count every class should reach.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="OUT.h5 / OUT.hdf5, or a folder.")
-@click.option("--format", "fmt", type=click.Choice(export_mod.WRITERS.names()), default=None,
+@click.option("--format", "fmt", type=click.Choice(exporting.WRITERS.names()), default=None,
               help="[default: from --out]")
 @click.option("--classes", default=None, help="Comma-separated class names [default: all].")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -170,7 +172,7 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
     if (options["per_class"] is None) == (options["balance_to"] is None):
         raise click.UsageError("give exactly one of --per-class N and --balance-to DIR")
     source = synthaug.pretrained_path(pretrained) if pretrained else _source(run)
-    sampling = export_mod.resolve_sampling(source, None, _sampling_overrides(
+    sampling = resolve_sampling(source, None, _sampling_overrides(
         truncation, latent_scale, min_confidence, soft_labels, snapshots, teacher_steps))
     config = synthaug.ExportConfig(classes=tuple(classes.split(",")) if classes else None, sampling=sampling,
                                    **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
@@ -184,16 +186,58 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
         click.echo(f"acceptance at min-confidence {sampling.min_confidence}: {rates}")
 
 
+# Which protocol option each `benchmark` flag sets (None: it selects the protocol or sets nothing); a flag the
+# chosen protocol does not take is an error, never silently dropped.
+BENCHMARK_FLAGS = {
+    "synthetic": "synthetic", "real": "real", "test": "test", "classifier": "recipe", "steps": "recipe",
+    "seed": "recipe", "seeds": "seeds", "device": "device", "out": "out", "ratios": "ratios", "mix_recipes": "mixes",
+    "labels": "labels", "logreg": "logreg", "truncation": "sampling", "latent_scale": "sampling",
+    "min_confidence": "sampling", "soft_labels": "sampling", "snapshots": "sampling", "teacher_steps": "sampling",
+    "real_fraction": "fractions", "keep": "keep", "imbalance": "rare", "fit_minutes": "fit", "fit_steps": "fit",
+    "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "class_balance": "fit", "work": "work",
+    "headroom": None, "top_up": None, "quiet": None,
+}
+
+
+def _benchmark_protocol(real_fraction: str | None, headroom: bool, imbalance: str | None, top_up: bool) -> str:
+    """The protocol the selecting flags name."""
+    chosen = [flag for flag, on in (("--real-fraction", real_fraction), ("--imbalance", imbalance),
+                                    ("--top-up", top_up)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} select different protocols; give one")
+    if headroom and not real_fraction:
+        raise click.UsageError("--headroom needs --real-fraction F1,F2,.. (each below 1: held-out images must remain)")
+    if real_fraction:
+        return "headroom" if headroom else "low-data"
+    return "imbalance" if imbalance else ("top-up" if top_up else "compare")
+
+
+def _numbers(flag: str, text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers, or a one-line usage error."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.UsageError(f"{flag}: {text!r} is not a comma-separated list of numbers") from None
+
+
+def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
+    """Values that must all be positive, or a one-line usage error."""
+    if any(v <= 0 for v in values):
+        raise click.UsageError(f"{flag} must be positive (got {','.join(f'{v:g}' for v in values)})")
+    return values
+
+
 @cli.command()
 @click.option("--synthetic", type=click.Path(path_type=Path), default=None,
               help="An HDF5 export, or a run / generator file / pretrained name: fresh images every epoch "
-                   "(for --real-fraction: the export made from all of --real).")
+                   "(for --real-fraction: the export made from all of --real; for --top-up: the run to draw from).")
 @click.option("--real", type=click.Path(path_type=Path), default=None,
-              help="Real training folder [default: the folder the export's run was trained on].")
+              help="Real training folder [default: the folder the source's run was trained on].")
 @click.option("--test", type=click.Path(path_type=Path), default=None,
               help="Real test folder [default: test/ beside --real].")
 @click.option("--classifier", type=click.Choice(synthaug.list_classifiers()), default="cnn", show_default=True)
-@click.option("--steps", type=int, default=1000, show_default=True, help="Training steps per classifier.")
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Training steps per classifier.")
 @click.option("--ratios", default="0.25,0.5,1,2", show_default=True,
               help="Synthetic-per-real ratios of the mixed sets ('none': real and synthetic only).")
 @click.option("--mix-recipe", "mix_recipes", default="concat", show_default=True, metavar="R1,R2,..",
@@ -202,7 +246,8 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 @click.option("--labels", type=click.Choice(["auto", "hard", "soft"]), default="auto", show_default=True,
               help="Train synthetic conditions on hard labels, on the teacher's soft labels, or both when available.")
 @sampling_options
-@click.option("--seeds", type=int, default=1, show_default=True, help="Repeat every condition with this many seeds.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeat every condition with this many seeds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="First classifier seed.")
 @click.option("--logreg/--no-logreg", default=True, show_default=True,
               help="Add logistic regression on pixels as a sanity anchor.")
@@ -216,58 +261,74 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 @click.option("--top-up", is_flag=True,
               help="Top every class of --real up to its largest from the run --synthetic; compare rare-class recall "
                    "(rare: under half the largest class) with the folder as it is and a class-weighted loss.")
-@click.option("--fit-minutes", type=float, default=10.0, show_default=True,
-              help="With a protocol: CPU/GPU minutes for each generator it fits.")
-@click.option("--fit-steps", type=int, default=None,
-              help="With a protocol: generator steps for each fit instead of --fit-minutes (the same work on any machine).")
-@click.option("--augment", default="translation,cutout", show_default=True,
-              help="With a protocol: DiffAugment policy for the generators it fits (small data).")
+@click.option("--fit-minutes", type=float, default=None,
+              help="With a fitting protocol: minutes for each generator it fits [default: 10].")
+@click.option("--fit-steps", type=click.IntRange(min=1), default=None,
+              help="With a fitting protocol: generator steps for each fit instead of --fit-minutes (the same work on "
+                   "any machine).")
+@click.option("--augment", default=None,
+              help="With a fitting protocol: DiffAugment policy for its generators [default: translation,cutout].")
 @click.option("--fit-arch", type=click.Choice(list_archs()), default=None,
-              help="With a protocol: architecture of the generators it fits [default: the default recipe].")
+              help="With a fitting protocol: architecture of its generators [default: the default recipe].")
 @click.option("--fit-ema/--fit-no-ema", default=None,
-              help="With a protocol: keep an EMA generator [default: the architecture's own].")
-@click.option("--class-balance/--no-class-balance", default=True, show_default=True,
-              help="With --imbalance: fit the generator with class-balanced sampling.")
+              help="With a fitting protocol: keep an EMA generator [default: the architecture's own].")
+@click.option("--class-balance/--no-class-balance", default=None,
+              help="With a fitting protocol: class-balanced sampling in its fits [default: on for --imbalance].")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
-              help="With a protocol: where its folders, runs and exports go [default: OUT/work].")
+              help="With a fitting protocol or --top-up: where its folders, runs and exports go [default: OUT/work].")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Report folder [default: reports/<data name>-<time>].")
 @click.option("--quiet", is_flag=True)
-def benchmark(synthetic: Path | None, real: Path | None, test: Path | None, classifier: str, steps: int,
-              ratios: str, mix_recipes: str, labels: str, truncation: float | None, latent_scale: float | None,
-              min_confidence: float | None, soft_labels: bool | None, snapshots: str | None,
-              teacher_steps: int | None, seeds: int, seed: int, logreg: bool, real_fraction: str | None, headroom: bool,
-              imbalance: str | None, keep: float, top_up: bool, fit_minutes: float, fit_steps: int | None, augment: str, fit_arch: str, fit_ema: bool | None,
-              class_balance: bool, work: Path | None, device: str, out: Path | None, quiet: bool) -> None:
-    """Train the same classifier on real, synthetic and mixed data; test each on held-out real data."""
-    from synthaug.protocols import BenchmarkRequest, run_benchmark
+@click.pass_context
+def benchmark(ctx: click.Context, **flags) -> None:
+    """Train the same classifier on real, synthetic and mixed data; test each on held-out real data.
 
-    if synthetic is None and real is None:
-        raise click.UsageError("give --synthetic EXPORT, or --real DIR with --real-fraction or --imbalance")
-    if headroom and not real_fraction:
-        raise click.UsageError("--headroom needs --real-fraction F1,F2,.. (each below 1: held-out images must remain)")
-    try:
-        ratio_list = () if ratios == "none" else tuple(float(r) for r in ratios.split(","))
-    except ValueError:
-        raise click.UsageError(f"--ratios: {ratios!r} is not a comma-separated list of numbers (or 'none')") from None
-    if any(r <= 0 for r in ratio_list):
-        raise click.UsageError(f"--ratios must be positive (got {ratios})")
-    if fit_steps is not None and fit_steps < 1:
-        raise click.UsageError(f"--fit-steps must be at least 1 (got {fit_steps})")
-    fit = {"minutes": None if fit_steps else fit_minutes, "max_steps": fit_steps, "augment": augment, "arch": fit_arch, "ema": fit_ema,
-           **({"class_balance": class_balance} if imbalance else {})}
-    request = BenchmarkRequest(
-        real=_str(real), test=_str(test), synthetic=_str(_source(synthetic)) if synthetic else None,
-        recipe=synthaug.ClassifierRecipe(arch=classifier, steps=steps, seed=seed), ratios=ratio_list,
-        mixes=tuple(mix_recipes.split(",")), labels=labels, seeds=seeds, logreg=logreg,
-        sampling=_sampling_overrides(truncation, latent_scale, min_confidence, soft_labels, snapshots, teacher_steps),
-        fractions=tuple(float(f) for f in real_fraction.split(",")) if real_fraction else None, headroom=headroom,
-        imbalance=tuple(imbalance.split(",")) if imbalance else None, keep=keep, top_up=top_up, fit=fit, work=_str(work),
-        device=device, out=_str(out))
-    _, table, folder = run_benchmark(request, progress=not quiet)
+    The flags choose the protocol: the plain comparison, --real-fraction (low data; with --headroom held-out real
+    images instead), --imbalance or --top-up. A flag the chosen protocol does not take is an error."""
+    from synthaug.protocols import PROTOCOLS, protocol_fields, run_protocol
+
+    f = flags
+    name = _benchmark_protocol(f["real_fraction"], f["headroom"], f["imbalance"], f["top_up"])
+    takes = set(protocol_fields(name))
+    for param, field_name in BENCHMARK_FLAGS.items():
+        if field_name is not None and field_name not in takes and \
+                ctx.get_parameter_source(param) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            flag = next(p.opts[0] for p in ctx.command.params if p.name == param)
+            raise click.UsageError(f"{flag} is not used by the {name} protocol")
+    options = PROTOCOLS.get(name).options
+    values = {"real": _str(f["real"]), "test": _str(f["test"]), "seeds": f["seeds"], "device": f["device"],
+              "out": _str(f["out"]), "synthetic": _str(f["synthetic"]), "labels": f["labels"],
+              "recipe": synthaug.ClassifierRecipe(arch=f["classifier"], steps=f["steps"], seed=f["seed"]),
+              "ratios": () if f["ratios"] == "none" else _positive("--ratios", _numbers("--ratios", f["ratios"])),
+              "mixes": tuple(f["mix_recipes"].split(",")), "logreg": f["logreg"], "keep": f["keep"],
+              "work": _str(f["work"]), "rare": tuple(f["imbalance"].split(",")) if f["imbalance"] else None,
+              "fractions": _numbers("--real-fraction", f["real_fraction"]) if f["real_fraction"] else None}
+    if "fit" in takes:
+        base = next(x for x in dataclasses.fields(options) if x.name == "fit").default
+        values["fit"] = fit_settings(base, minutes=f["fit_minutes"], max_steps=f["fit_steps"], augment=f["augment"],
+                                     arch=f["fit_arch"], ema=f["fit_ema"], class_balance=f["class_balance"])
+        if f["fit_steps"] is not None and f["fit_minutes"] is None:
+            values["fit"] = dataclasses.replace(values["fit"], minutes=None)  # the step budget alone ends the fit
+    if "sampling" in takes:
+        values["sampling"] = _benchmark_sampling(f)
+    request = options(**{k: v for k, v in values.items() if k in takes and v is not None})
+    _, table, folder = run_protocol(name, request, progress=not f["quiet"])
     click.echo(table)
     click.echo(f"wrote {folder}")
+
+
+def _benchmark_sampling(f: dict) -> synthaug.SamplingConfig | None:
+    """The sampling a generator source is benchmarked with: its sampling.json with the flags a user set on top
+    (None: none set); on an export the flags are an error."""
+    overrides = _sampling_overrides(f["truncation"], f["latent_scale"], f["min_confidence"], f["soft_labels"],
+                                    f["snapshots"], f["teacher_steps"])
+    if f["synthetic"] is None or all(v is None for v in overrides.values()):
+        return None
+    source = resolve_source(f["synthetic"])
+    if source.kind != "generator":
+        raise click.UsageError(f"{f['synthetic']}: the sampling flags apply to a generator, not to an export")
+    return resolve_sampling(source.path, None, overrides)
 
 
 @cli.command("archs")
@@ -337,7 +398,7 @@ def select_best(run: Path, from_epoch: int, quiet: bool) -> None:
 def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teacher_steps: int, device: str,
          quiet: bool) -> None:
     """Choose snapshots, latent scale, filter and labels of RUN by validation accuracy; write RUN/sampling.json."""
-    from synthaug.tune import TUNE_RECIPE, format_trials
+    from synthaug.tuning import TUNE_RECIPE, format_trials
 
     if not 0.0 < holdout < 1.0:
         raise click.UsageError(f"--holdout must lie strictly between 0 and 1 (got {holdout})")

@@ -17,6 +17,9 @@ class FriendlyGroup(click.Group):
         warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.ctx = None  # one line, "Error: ...", without the usage block
+            raise
         except TrainingStopped as exc:
             click.echo(str(exc), err=True)
             sys.exit(130)

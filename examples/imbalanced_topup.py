@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 
 import synthaug
-from synthaug.protocols import imbalance
-from synthaug.report import imbalance_table, write_protocol_report
+from synthaug.config import FitSettings
+from synthaug.protocols import ImbalanceOptions, run_protocol
 
 
 def main() -> None:
@@ -32,15 +32,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("imbalanced-work"))
     args = parser.parse_args()
 
-    report = imbalance(args.data / "train", args.data / "test", args.rare.split(","), args.work / "work",
-                       keep_fraction=args.keep,
-                       fit_settings={"arch": args.arch, "ema": True, "minutes": args.minutes, "epochs": 100_000,
-                                     "augment": "translation,cutout"},
-                       recipe=synthaug.ClassifierRecipe(steps=args.steps))
-    write_protocol_report(report, args.work / "report")
+    fit = FitSettings(arch=args.arch, ema=True, minutes=args.minutes, epochs=100_000, augment="translation,cutout",
+                      class_balance=True)
+    options = ImbalanceOptions(real=str(args.data / "train"), test=str(args.data / "test"),
+                               rare=tuple(args.rare.split(",")), keep=args.keep, fit=fit,
+                               recipe=synthaug.ClassifierRecipe(steps=args.steps), work=str(args.work / "work"),
+                               out=str(args.work / "report"))
+    report, table, folder = run_protocol("imbalance", options)
     print(f"class counts after the cut: {dict(zip(report['class_names'], report['class_counts']))}")
-    print(imbalance_table(report))
-    print(f"report: {args.work / 'report'}")
+    print(table)
+    print(f"report: {folder}")
 
 
 if __name__ == "__main__":

@@ -3,20 +3,21 @@ from __future__ import annotations
 
 from synthaug._version import __version__
 from synthaug import protocols
-from synthaug.benchmark import benchmark
+from synthaug.benchmarking import benchmark
 from synthaug.classify import ClassifierRecipe, list_classifiers
 from synthaug.config import ExportConfig, SamplingConfig
-from synthaug.data.dataset import FreshSyntheticDataset, GeneratedDataset, SyntheticDataset, mix
+from synthaug.data.dataset import SyntheticDataset, mix
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import SynthaugError
-from synthaug.export import export
-from synthaug.generate import generate
+from synthaug.exporting import export
+from synthaug.fresh import FreshSyntheticDataset, GeneratedDataset
+from synthaug.engine import generate
 from synthaug.metrics import evaluate, select_best_epoch
 from synthaug.models import DEFAULT_ARCH
 from synthaug.pretrained import list_pretrained, pretrained_path
 from synthaug.runs import latest_run, load_generator
 from synthaug.train import fit
-from synthaug.tune import tune
+from synthaug.tuning import tune
 
 __all__ = ["DEFAULT_ARCH", "ClassifierRecipe", "ExportConfig", "FreshSyntheticDataset", "GeneratedDataset",
            "SamplingConfig", "SynthaugError", "SyntheticDataset", "__version__", "benchmark", "evaluate", "export",

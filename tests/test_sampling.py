@@ -1,7 +1,6 @@
 """Sampling levers end to end on real files: latent scale, soft labels (format v2), fresh epochs, mix recipes, tune."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import h5py
@@ -13,12 +12,13 @@ from torch.utils.data import DataLoader
 
 import synthaug
 from synthaug import ExportConfig, SamplingConfig
-from synthaug.benchmark import condition_phases, parse_mix_recipe
-from synthaug.data.dataset import GeneratedDataset, SyntheticDataset, epoch_seed
+from synthaug.conditions import Condition, GeneratorPoolSource, parse_mix_recipe, phases_for
+from synthaug.data.dataset import SyntheticDataset
+from synthaug.fresh import GeneratedDataset
+from synthaug.sampler import Sampler, epoch_seed
 from synthaug.data.h5format import SOFT_LABELS, validate_export
 from synthaug.errors import DataError, SynthaugError
-from synthaug.generate import GenerationPlan, chunk_rows_for, draw_latent
-from synthaug.runs import read_sampling
+from synthaug.engine import GenerationPlan, chunk_rows_for, draw_latent
 from synthaug_cli.main import cli
 
 
@@ -149,11 +149,9 @@ def test_mix_recipe_errors(spec, message):
 
 
 def test_fresh_pool_never_repeats_within_the_budget(tiny_run, digits_dir):
-    from synthaug.benchmark import GeneratorSynthetic
-
     real = synthaug.load_image_folder(digits_dir, progress=False)
-    syn = GeneratorSynthetic(tiny_run, real.class_names, SamplingConfig(), None, torch.device("cpu"), False)
-    phases = condition_phases(real, syn, 0.1, "finetune:0.25", False, seed=0, steps=8)
+    syn = GeneratorPoolSource(Sampler(tiny_run, SamplingConfig()), real.class_names)
+    phases = phases_for(Condition(syn, 0.1, mix="finetune:0.25"), real, seed=0, steps=8)
     assert [p.steps for p in phases] == [2, 6]
     pool = phases[0].pools[0]
     gen = torch.Generator().manual_seed(0)
@@ -164,42 +162,5 @@ def test_fresh_pool_never_repeats_within_the_budget(tiny_run, digits_dir):
     more = pool.draw(size, gen)[0]
     assert pool.epoch == 1 and pool.images_generated == 2 * size
     assert not flat & {bytes(img.numpy().tobytes()) for img in more}  # the next epoch is all new
-    weighted = condition_phases(real, syn, 1.0, "weighted:0.25", False, seed=0, steps=3)[0]
+    weighted = phases_for(Condition(syn, 1.0, mix="weighted:0.25"), real, seed=0, steps=3)[0]
     assert weighted.shares == [0.75, 0.25]
-
-
-@pytest.fixture(scope="module")
-def split_run(tmp_path_factory, digits_splits):
-    """A run with two epoch snapshots on digits/train; its test/ sibling then holds only undecodable files."""
-    root = tmp_path_factory.mktemp("tune")
-    shutil.copytree(digits_splits, root / "digits")
-    run = synthaug.fit(root / "digits", root / "run", arch="conv", epochs=2, batch_size=64, sample_every=1,
-                       progress=False)
-    for png in (root / "digits" / "test").rglob("*.png"):
-        png.write_bytes(b"not an image: choosing must never open test/")
-    return run
-
-
-@pytest.mark.slow
-def test_tune_chooses_on_the_training_folder_and_export_uses_its_choice(split_run, tmp_path):
-    recipe = synthaug.ClassifierRecipe(steps=4, batch_size=32)
-    result = synthaug.tune(split_run, recipe=recipe, teacher_steps=4, progress=False)
-    stages = [row["stage"] for row in result["trials"]]
-    assert stages[:4] == ["snapshots"] * 4  # generator.pt, two snapshots and their pool
-    assert {"latent scale", "filter", "labels", "use"} <= set(stages)
-    chosen = read_sampling(split_run)
-    assert json.loads((split_run / "sampling.json").read_text())["sampling"] == result["sampling"]
-    assert result["recommended_ratio"] in (0.0, 0.5, 1.0) and result["verdict"]
-    out = synthaug.export(split_run, tmp_path / "t.h5", ExportConfig(per_class=3), progress=False)
-    assert validate_export(out).provenance["sampling"] == result["sampling"]
-    assert validate_export(out).provenance["latent_scale"] == chosen.latent_scale
-    override = ExportConfig(per_class=3, sampling=SamplingConfig(latent_scale=0.5))
-    out2 = synthaug.export(split_run, tmp_path / "o.h5", override, progress=False)
-    assert validate_export(out2).provenance["latent_scale"] == 0.5
-
-
-def test_tune_flags_give_one_line_errors(split_run):
-    for args, text in ((["--holdout", "1.5"], "--holdout must lie strictly between 0 and 1"),
-                       (["--steps", "0"], "--steps and --teacher-steps must be at least 1")):
-        result = CliRunner().invoke(cli, ["tune", str(split_run), *args])
-        assert result.exit_code == 2 and text in result.output

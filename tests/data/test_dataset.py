@@ -63,8 +63,8 @@ def test_transform_gets_a_pil_image_and_mixes_with_imagefolder(export_path, digi
     np.testing.assert_allclose(syn[0][0].numpy(), SyntheticDataset(export_path)[0][0].numpy(), atol=1e-6)
 
 
-def test_from_run_matches_the_export_item_for_item_with_workers(tiny_run, export_path):
-    live = SyntheticDataset.from_run(tiny_run, per_class=30, seed=0)
+def test_generated_dataset_matches_the_export_item_for_item_with_workers(tiny_run, export_path):
+    live = synthaug.GeneratedDataset(tiny_run, per_class=30, seed=0)
     stored = SyntheticDataset(export_path)
     assert len(live) == len(stored) and live.classes == stored.classes
     for i in (0, 123, 299):

@@ -25,7 +25,8 @@ PRELUDE = textwrap.dedent("""
 """)
 
 CHILD = PRELUDE + textwrap.dedent("""
-    from synthaug.generate import generate, load_generator
+    from synthaug.engine import generate
+    from synthaug.runs import load_generator
 
     gen = load_generator(sys.argv[1])
     sizes = []

@@ -13,7 +13,7 @@ from synthaug.runs import load_safe
 from synthaug.config import load_run_config
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import CheckpointError, SynthaugError
-from synthaug.generate import generate
+from synthaug.engine import generate
 from synthaug.models import build_models
 
 
@@ -89,8 +89,15 @@ def test_resume_equals_uninterrupted(digits_dir, tmp_path):
 def test_nothing_to_resume_and_bad_settings(digits_dir, tmp_path):
     with pytest.raises(CheckpointError, match="nothing to resume"):
         synthaug.fit(digits_dir, tmp_path / "none", resume=True, progress=False)
-    with pytest.raises(SynthaugError, match="unknown training settings"):
+    with pytest.raises(SynthaugError, match=r"unknown fit settings: \['learning_rate'\]"):
         synthaug.fit(digits_dir, tmp_path / "x", learning_rate=3, progress=False)
+    for setting, message in (({"minutes": -1}, "minutes must be positive"), ({"epochs": -1}, "epochs must be at least 1"),
+                             ({"max_steps": -3}, "max steps must be at least 1"),
+                             ({"batch_size": 0}, "batch size must be at least 1"),
+                             ({"resolution": 0}, "resolution must be at least 1")):
+        with pytest.raises(SynthaugError, match=message):
+            synthaug.fit(digits_dir, tmp_path / "z", arch="mlp", progress=False, **setting)
+        assert not (tmp_path / "z").exists()  # nothing half-made blocks the corrected re-run
     with pytest.raises(SynthaugError, match="unknown architecture"):
         synthaug.fit(digits_dir, tmp_path / "y", arch="transformer", progress=False)
 

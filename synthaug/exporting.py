@@ -19,23 +19,21 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from synthaug import distributed
 from synthaug._version import __version__
-from synthaug.config import ExportConfig, SamplingConfig
+from synthaug.config import ExportConfig
 from synthaug.data.folder import scan_folder
 from synthaug.data.h5format import (IMAGES, LABELS, PLAN_ATTR, PROGRESS_ATTR, SOFT_LABELS, create_export,
                                     finish_export, validate_export)
 from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
-from synthaug.generate import (Block, GenerationPlan, SampleFilter, balance_plan, class_balanced_plan,
-                               iter_generated)
+from synthaug.engine import Block, GenerationPlan, SampleFilter
 from synthaug.models import ConditionalGenerator
 from synthaug.registry import Registry
-from synthaug.runs import generator_files, load_generator, read_sampling, sha256_file, training_folder
+from synthaug.sampler import Sampler, resolve_sampling
 
 H5_SUFFIXES = (".h5", ".hdf5")
 
@@ -56,17 +54,8 @@ def partial_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
-def _weights_sha(model: torch.nn.Module) -> str:
-    """A digest of a classifier's weights."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFilter | None = None,
-             precision: str = "fp32", teacher_sha: str | None = None) -> str:
+def plan_key(plan: GenerationPlan, checkpoint_sha: str, min_confidence: float | None = None,
+             precision: str = "fp32", teacher_sha: str | None = None, soft_labels: bool = False) -> str:
     """Identifies an export's content: a resume must match it exactly."""
     h = hashlib.sha256(plan.labels.tobytes())
     key = {"labels_sha256": h.hexdigest(), "seed": plan.seed, "chunk_rows": plan.chunk_rows,
@@ -76,19 +65,18 @@ def plan_key(plan: GenerationPlan, checkpoint_sha: str, sample_filter: SampleFil
         key["precision"] = precision
     if plan.latent_scale != 1.0:
         key["latent_scale"] = plan.latent_scale
-    if sample_filter is not None:
-        key.update(min_confidence=sample_filter.min_confidence,
-                   classifier_sha256=_weights_sha(sample_filter.classifier))
-    if teacher_sha is not None:
+    if min_confidence is not None:
+        key.update(min_confidence=min_confidence, classifier_sha256=teacher_sha)
+    if soft_labels:
         key["soft_labels_teacher_sha256"] = teacher_sha
     return json.dumps(key, sort_keys=True)
 
 
 @dataclass
 class ExportJob:
-    """Everything a writer needs: the generators, the plan, where to write and how."""
+    """Everything a writer needs: the sampler, the plan, where to write and how."""
 
-    generators: list[ConditionalGenerator]
+    sampler: Sampler
     plan: GenerationPlan
     out: Path
     key: str
@@ -96,61 +84,31 @@ class ExportJob:
     config: ExportConfig
     progress: bool
     sample_filter: SampleFilter | None = None
-    teacher: torch.nn.Module | None = None
 
     @property
     def gen(self) -> ConditionalGenerator:
         """The first (or only) generator: shape and class names are the same for every one of a pool."""
-        return self.generators[0]
+        return self.sampler.gen
+
+    @property
+    def soft(self) -> bool:
+        """Whether the export stores the teacher's soft labels."""
+        return self.sampler.soft
 
     def blocks(self, **where: Any) -> Iterator[Block]:
         """The generation engine over this job's plan (`where`: start_chunk or chunks)."""
         c = self.config
-        return iter_generated(self.generators, self.plan, batch_size=c.batch_size, precision=c.precision,
-                              compile=c.compile, sample_filter=self.sample_filter, teacher=self.teacher, **where)
+        return self.sampler.blocks(self.plan, sample_filter=self.sample_filter, batch_size=c.batch_size,
+                                   precision=c.precision, compile=c.compile, **where)
 
 
-def teacher_for(gen: ConditionalGenerator, real: str | Path, steps: int, device: torch.device,
-                progress: bool = True) -> torch.nn.Module:
-    """The classifier trained (and cached) on the real folder `real`, at the generator's image shape and classes."""
-    from synthaug.classify import teacher_recipe, trained_on_real
-    from synthaug.data.folder import load_image_folder
-
-    data = load_image_folder(real, gen.image_shape[-1], gen.image_shape[0], progress=progress)
-    if set(data.class_names) != set(gen.class_names):
-        raise SynthaugError(f"{real}: classes {list(data.class_names)} differ from the generator's "
-                            f"{list(gen.class_names)}")
-    if data.class_names != tuple(gen.class_names):
-        raise SynthaugError(f"{real}: class order differs from the generator's")
-    return trained_on_real(data, teacher_recipe(steps), device, progress, desc="teacher")
-
-
-def resolve_sampling(source: str | Path, sampling: SamplingConfig | None,
-                     overrides: dict[str, Any] | None = None) -> SamplingConfig:
-    """The sampling settings to use: `sampling`, else the run's sampling.json, else the defaults; then `overrides`
-    (the fields a caller set; None means not set)."""
-    base = sampling or read_sampling(source) or SamplingConfig()
-    changed = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return dataclasses.replace(base, **changed) if changed else base
-
-
-def load_sampler(source: str | Path, sampling: SamplingConfig, device: torch.device) -> list[ConditionalGenerator]:
-    """The generator (or pool of snapshot generators) a source samples with."""
-    gens = [load_generator(p, device) for p in generator_files(source, sampling.snapshots)]
-    if any(g.class_names != gens[0].class_names or g.image_shape != gens[0].image_shape for g in gens):
-        raise SynthaugError(f"{source}: the pooled snapshots differ in classes or image shape")
-    return gens
-
-
-def export_plan(gen: ConditionalGenerator, config: ExportConfig, sampling: SamplingConfig) -> GenerationPlan:
+def export_plan(sampler: Sampler, config: ExportConfig) -> GenerationPlan:
     """The generation plan an export config asks for: per class, or a top-up of a real folder."""
     if config.balance_to is not None:
         index = scan_folder(config.balance_to)
         counts = {name: index.labels.count(i) for i, name in enumerate(index.class_names)}
-        return balance_plan(gen.class_names, counts, config.seed, gen.image_shape, config.target,
-                            sampling.truncation, sampling.latent_scale)
-    return class_balanced_plan(gen.class_names, config.per_class, config.seed, gen.image_shape, config.classes,
-                               sampling.truncation, sampling.latent_scale)
+        return sampler.top_up_plan(counts, config.seed, config.target)
+    return sampler.per_class_plan(config.per_class, config.seed, config.classes)
 
 
 def export(source: str | Path, out: str | Path, config: ExportConfig | None = None, *, progress: bool = True,
@@ -174,9 +132,8 @@ def export(source: str | Path, out: str | Path, config: ExportConfig | None = No
         raise SynthaugError(f"{out}: soft labels are stored in HDF5 exports only (give --out NAME.h5)")
     info = distributed.init_from_env(config.device)
     progress = progress and info.is_main
-    gens = load_sampler(source, sampling, resolve_device(config.device))
-    plan = export_plan(gens[0], config, sampling)
-    job = _job(source, out, config, sampling, gens, plan, progress)
+    sampler = Sampler(source, sampling, device=resolve_device(config.device), real=config.real, progress=progress)
+    job = _job(sampler, out, config, export_plan(sampler, config), progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if distributed.current().enabled:
@@ -187,41 +144,37 @@ def export(source: str | Path, out: str | Path, config: ExportConfig | None = No
         WRITERS.get(fmt)(job)
     if stats is not None:
         seconds = time.perf_counter() - t0
-        stats.update({"images": plan.total, "seconds": seconds, "images_per_s": plan.total / max(seconds, 1e-9)})
+        stats.update({"images": job.plan.total, "seconds": seconds,
+                      "images_per_s": job.plan.total / max(seconds, 1e-9)})
         if job.sample_filter is not None:
-            stats["acceptance"] = {gens[0].class_names[c]: r for c, r in job.sample_filter.acceptance().items()}
+            stats["acceptance"] = {sampler.class_names[c]: r for c, r in job.sample_filter.acceptance().items()}
     return out
 
 
-def _job(source: str | Path, out: Path, config: ExportConfig, sampling: SamplingConfig,
-         gens: list[ConditionalGenerator], plan: GenerationPlan, progress: bool) -> ExportJob:
-    """The export job: teacher and filter when the sampling needs them, the resume key and the provenance."""
-    gen, device = gens[0], next(gens[0].parameters()).device
-    teacher = sample_filter = None
-    real = None
-    if sampling.needs_teacher:
-        real = config.real if config.real is not None else training_folder(source)
-        teacher = teacher_for(gen, real, sampling.teacher_steps, device, progress)
-        if sampling.min_confidence is not None:
-            sample_filter = SampleFilter(teacher, sampling.min_confidence)
-    shas = [sha256_file(g.source_path) for g in gens]
-    teacher_sha = _weights_sha(teacher) if sampling.soft_labels else None
-    key = plan_key(plan, shas[0] if len(shas) == 1 else ",".join(shas), sample_filter, config.precision, teacher_sha)
-    provenance = {"run": str(Path(source).resolve()), "checkpoint": str(gen.source_path.resolve()),
+def _job(sampler: Sampler, out: Path, config: ExportConfig, plan: GenerationPlan, progress: bool) -> ExportJob:
+    """The export job: the filter when the sampling has one, the resume key and the provenance."""
+    sampling, gen, shas = sampler.sampling, sampler.gen, sampler.generator_sha256
+    teacher_sha = sampler.teacher_sha256
+    key = plan_key(plan, shas[0] if len(shas) == 1 else ",".join(shas), sampling.min_confidence, config.precision,
+                   teacher_sha, sampler.soft)
+    real = str(sampler.real) if sampler.real is not None else None
+    provenance = {"run": str(sampler.source.resolve()), "checkpoint": str(gen.source_path.resolve()),
                   "checkpoint_sha256": shas[0], "seed": config.seed, "per_class": config.per_class,
                   "balance_to": config.balance_to, "target": config.target,
                   "classes": [gen.class_names[c] for c in plan.counts()], "truncation": sampling.truncation,
                   "latent_scale": sampling.latent_scale, "min_confidence": sampling.min_confidence,
-                  "confidence_real": str(real) if sample_filter else None, "precision": config.precision,
-                  "soft_labels": sampling.soft_labels, "teacher_real": str(real) if teacher_sha else None,
-                  "teacher_sha256": teacher_sha, "teacher_steps": sampling.teacher_steps if teacher else None,
+                  "confidence_real": real if sampling.min_confidence is not None else None,
+                  "precision": config.precision, "soft_labels": sampling.soft_labels,
+                  "teacher_real": real if sampler.soft else None,
+                  "teacher_sha256": teacher_sha if sampler.soft else None,
+                  "teacher_steps": sampling.teacher_steps if sampler.teacher is not None else None,
                   "sampling": dataclasses.asdict(sampling), "export_config": dataclasses.asdict(config),
                   "synthaug_version": __version__,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    if len(gens) > 1:
-        provenance["pool"] = [{"checkpoint": str(g.source_path.resolve()), "sha256": s} for g, s in zip(gens, shas)]
-    return ExportJob(gens, plan, out, key, provenance, config, progress, sample_filter,
-                     teacher if sampling.soft_labels else None)
+    if len(shas) > 1:
+        provenance["pool"] = [{"checkpoint": str(g.source_path.resolve()), "sha256": h}
+                              for g, h in zip(sampler.generators, shas)]
+    return ExportJob(sampler, plan, out, key, provenance, config, progress, sampler.new_filter())
 
 
 def _pipelined(items, consume: Callable[[Any], None], depth: int = 2) -> None:
@@ -272,7 +225,7 @@ def _write_hdf5(job: ExportJob) -> None:
         start = int(f.attrs[PROGRESS_ATTR])
     else:
         f = create_export(part, plan.total, gen.image_shape, list(gen.class_names), plan.chunk_rows, key,
-                          job.config.compression, soft_labels=job.teacher is not None)
+                          job.config.compression, soft_labels=job.soft)
         _reserve_space(f, part, plan, gen.image_shape, out)
         f.flush()  # a valid (empty) export from the start, so a kill at any moment leaves something to resume
     bar = tqdm(total=plan.total, initial=plan.chunk_bounds(start)[0] if start < plan.num_chunks else plan.total,
@@ -363,7 +316,7 @@ def _write_hdf5_sharded(job: ExportJob) -> None:
     in order, into one export, whose images and labels equal a single-process export with the same seed.
     A distributed export starts over; its shards are rewritten."""
     gen, plan, out, key = job.gen, job.plan, job.out, job.key
-    soft = job.teacher is not None
+    soft = job.soft
     info = distributed.current()
     mine = list(range(info.rank, plan.num_chunks, info.world_size))
     shard = shard_path(out, info.rank, info.world_size)

@@ -15,14 +15,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from synthaug.benchmark import GeneratorSynthetic, condition_phases, generator_shape
-from synthaug.classify import (ClassifierRecipe, classification_report, predict, teacher_recipe, train_on_phases,
-                               trained_on_real)
+from synthaug.classify import ClassifierRecipe, classification_report, predict
+from synthaug.conditions import Condition, GeneratorPoolSource, train_condition
 from synthaug.config import SamplingConfig
 from synthaug.data.folder import LabelledImages, load_image_folder, stratified_split
 from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
-from synthaug.runs import run_folder_of, snapshot_files, training_folder, write_sampling
+from synthaug.sampler import Sampler, teacher_on
+from synthaug.sources import resolve_source
+from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 
 LATENT_SCALES = (0.8, 1.0, 1.25, 1.5)
 MIN_CONFIDENCES = (None, 0.5, 0.9)
@@ -48,18 +49,9 @@ class Search:
         """Validation accuracy of the short classifier on fresh samples (ratio None: synthetic only; 0: real only)."""
         key = repr((sampling, ratio))
         if key not in self.scores:
-            if ratio == 0:
-                phases = condition_phases(self.train, None, None, "concat", False, self.recipe.seed,
-                                          self.recipe.steps, real_only=True)
-            else:
-                syn = GeneratorSynthetic(self.source, self.train.class_names, sampling, self.teacher, self.device,
-                                         sampling.soft_labels)
-                phases = condition_phases(self.train, syn, ratio, "concat", sampling.soft_labels, self.recipe.seed,
-                                          self.recipe.steps)
             row = {"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio}
             try:
-                model = train_on_phases(phases, len(self.train.class_names), self.recipe, self.device,
-                                        progress=False)
+                model, _ = train_condition(self.condition(sampling, ratio), self.train, self.recipe, self.device)
             except SynthaugError as exc:  # a filter no image passes: this choice is out, the search goes on
                 self.scores[key] = -1.0
                 self.rows.append({**row, "val_accuracy": None, "failed": str(exc)})
@@ -71,6 +63,14 @@ class Search:
                 self.bar.set_postfix(stage=stage, acc=f"{100 * acc:.2f}")
         self.bar.update(1)
         return self.scores[key]
+
+    def condition(self, sampling: SamplingConfig, ratio: float | None) -> Condition:
+        """Real only (ratio 0), fresh samples alone (None) or mixed into the real images at `ratio`."""
+        if ratio == 0:
+            return Condition()
+        pool = GeneratorPoolSource(Sampler(self.source, sampling, device=self.device, teacher=self.teacher),
+                                   self.train.class_names)
+        return Condition(pool, ratio, with_real=ratio is not None, soft=sampling.soft_labels)
 
     def best(self, stage: str, candidates: list[SamplingConfig]) -> SamplingConfig:
         """The candidate with the highest validation accuracy (the first on ties)."""
@@ -95,13 +95,14 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     `real` defaults to the run's training folder; `holdout` of each class is the validation split. Returns the
     chosen settings, the recommended use (no synthetic data, or real + synthetic at a ratio) and every score.
     """
-    source = Path(source)
-    real = Path(real) if real is not None else training_folder(source)
-    gen_shape = generator_shape(source)
+    resolved = resolve_source(source)
+    source = resolved.path
+    real = Path(real) if real is not None else resolved.training_folder()
+    gen_shape = resolved.image_shape
     data = load_image_folder(real, gen_shape[-1], gen_shape[0], progress=progress)
     train, val = stratified_split(data, holdout, seed=0)
     dev = resolve_device(device)
-    teacher = trained_on_real(train, teacher_recipe(teacher_steps), dev, progress, desc="teacher (train split)")
+    teacher = teacher_on(train, teacher_steps, dev, progress, desc="teacher (train split)")
     snaps = snapshot_candidates(source)
     total = len(snaps) + len(LATENT_SCALES) + len(MIN_CONFIDENCES) + 2 + 1 + len(MIX_RATIOS)
     with tqdm(total=total, desc="tune", unit="trial", disable=not progress) as bar:
@@ -142,7 +143,7 @@ def format_trials(result: dict[str, Any]) -> str:
              "|---|---|---:|---:|---|---:|---:|"]
     for row in result["trials"]:
         c = row["sampling"]
-        snaps = ",".join(c["snapshots"]) if c["snapshots"] else "generator.pt"
+        snaps = ",".join(c["snapshots"]) if c["snapshots"] else GENERATOR_FILE
         ratio = "syn only" if row["ratio"] is None else ("real only" if row["ratio"] == 0 else f"{row['ratio']:g}")
         acc = "failed" if row["val_accuracy"] is None else f"{100 * row['val_accuracy']:.2f}%"
         lines.append(f"| {row['stage']} | {snaps} | {c['latent_scale']:g} | {c['min_confidence'] or '-'} | "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -10,13 +10,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from synthaug.runs import load_generator  # noqa: F401 - the engine's public entry for loading
 from synthaug.errors import SynthaugError, is_out_of_memory
 from synthaug.models import ConditionalGenerator
 
 CPU_BATCH = 16  # best measured on 2 CPU cores (benchmarks/bench_generation.py): small batches stay in cache
 HOPELESS_ROUNDS = 10  # redraw rounds after which a class with no accepted image at all is given up
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtypes by name
+
+Probabilities = Callable[[torch.Tensor], torch.Tensor]  # uint8 images (N, C, H, W) -> class probabilities (N, K)
 
 
 def chunk_seed(seed: int, chunk: int, redraw: int = 0) -> int:
@@ -92,13 +93,13 @@ def balance_plan(class_names: Sequence[str], counts: dict[str, int], seed: int, 
 
 @dataclass
 class SampleFilter:
-    """Keep a sample only when `classifier` gives its conditioning class probability >= `min_confidence`;
+    """Keep a sample only when `probabilities` (a teacher) gives its conditioning class >= `min_confidence`;
     rejected rows are redrawn with fresh noise (round r of chunk c seeded by (seed, c, r)) until accepted.
 
     `drawn` and `accepted` count per class what this process generated, for the acceptance rate.
     """
 
-    classifier: torch.nn.Module
+    probabilities: Probabilities
     min_confidence: float
     max_rounds: int = 200
     drawn: dict[int, int] = field(default_factory=dict)
@@ -110,9 +111,7 @@ class SampleFilter:
 
     def keep(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Boolean mask (CPU) of the rows to keep, counting draws and acceptances per class."""
-        from synthaug.classify import predict
-
-        probs = predict(self.classifier, images)
+        probs = self.probabilities(images)
         ok = probs[torch.arange(len(labels)), labels] >= self.min_confidence
         for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
             self.drawn[int(c)] = self.drawn.get(int(c), 0) + int(n)
@@ -179,7 +178,7 @@ def iter_generated(gen: ConditionalGenerator | Sequence[ConditionalGenerator], p
                    batch_size: int | None = None, start_chunk: int = 0, precision: str = "fp32",
                    compile: bool = False, channels_last: bool | None = None,
                    sample_filter: SampleFilter | None = None, chunks: Sequence[int] | None = None,
-                   teacher: torch.nn.Module | None = None) -> Iterator[Block]:
+                   teacher: Probabilities | None = None) -> Iterator[Block]:
     """Yield `Block`s (first chunk, end chunk, uint8 images, labels, teacher probabilities), chunk-aligned, in order.
 
     Each forward pass covers whole chunks or slices of one, so results do not depend on `batch_size` beyond
@@ -190,8 +189,8 @@ def iter_generated(gen: ConditionalGenerator | Sequence[ConditionalGenerator], p
     (a rank's share under torchrun). `channels_last` (default: when the generator has convolutions) stores
     activations NHWC, 1.4x faster on this project's CPU. `precision` bf16 or fp16 runs the generator under autocast
     (for GPUs; the images then differ slightly from fp32 ones), and `compile` runs it through torch.compile (worth
-    its start-up time only for large exports). `teacher` (a classifier on uint8 images, on the same device) adds
-    its class probabilities of the final images.
+    its start-up time only for large exports). `teacher` (uint8 images to class probabilities, e.g. a
+    classifier's `predict`) adds its probabilities of the final images.
     """
     pool = [gen] if isinstance(gen, ConditionalGenerator) else list(gen)
     device = next(pool[0].parameters()).device
@@ -214,7 +213,7 @@ def iter_generated(gen: ConditionalGenerator | Sequence[ConditionalGenerator], p
                 for c, yc in zip(range(first, end), ys):
                     _redraw_rejected(g, plan, c, out[offset:offset + len(yc)], yc, batch_size, sample_filter)
                     offset += len(yc)
-            soft = _probabilities(teacher, out) if teacher is not None else None
+            soft = teacher(out).numpy().astype(np.float32) if teacher is not None else None
             if device.type == "cuda":
                 host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(out, non_blocking=True)
@@ -227,13 +226,6 @@ def iter_generated(gen: ConditionalGenerator | Sequence[ConditionalGenerator], p
                 yield Block(first, end, out.numpy(), y.numpy(), soft)
         if pending is not None:
             yield _finish(pending)
-
-
-def _probabilities(teacher: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
-    """The teacher's class probabilities (n, K) float32 of uint8 images on its device."""
-    from synthaug.classify import predict
-
-    return predict(teacher, images).numpy().astype(np.float32)
 
 
 def _forward_uint8(gen: ConditionalGenerator, z: torch.Tensor, y: torch.Tensor, batch_size: int,

@@ -1,0 +1,178 @@
+"""The plain benchmark (the same classifier trained on real, synthetic and mixed data, tested on real data) and
+what every protocol shares: real data loaded at the synthetic images' shape, in this one place."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import platform
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthaug._version import __version__
+from synthaug.classify import ClassifierRecipe, classification_report, predict
+from synthaug.conditions import (GeneratorPoolSource, Source, export_source, parse_mix_recipe, run_conditions,
+                                 standard_conditions, summarise)
+from synthaug.config import SamplingConfig
+from synthaug.data.folder import LabelledImages, find_split, load_image_folder
+from synthaug.device import resolve_device
+from synthaug.errors import DataError
+from synthaug.report import write_report
+from synthaug.sampler import Sampler, needs_teacher, resolve_sampling, teacher_on
+from synthaug.sources import ExportSource, SyntheticSource, resolve_source
+
+LOGREG = "real (logistic regression)"
+TEACHER = "teacher alone (real data, its own recipe)"
+LABELS = ("auto", "hard", "soft")
+
+
+def test_split_of(real_dir: str | Path) -> Path:
+    """The test/ split beside a real training folder."""
+    test = find_split(real_dir, "test")
+    if test is None:
+        raise DataError(f"{real_dir}: no test/ split found beside it; pass --test DIR")
+    return test
+
+
+def load_real_and_test(real_dir: str | Path, test_dir: str | Path | None, image_shape: Sequence[int] | None,
+                       progress: bool) -> tuple[LabelledImages, LabelledImages, Path]:
+    """The real training and test folders decoded at `image_shape` (C, H, W; the synthetic images' shape, or None
+    for the folder's own), with matching classes."""
+    test_dir = Path(test_dir) if test_dir else test_split_of(real_dir)
+    res, ch = (image_shape[-1], image_shape[0]) if image_shape else (None, None)
+    real = load_image_folder(real_dir, res, ch, progress=progress)
+    test = load_image_folder(test_dir, int(real.images.shape[-1]), int(real.images.shape[1]), progress=progress)
+    if test.class_names != real.class_names:
+        raise DataError(f"{test_dir}: classes {list(test.class_names)} differ from {real_dir}'s "
+                        f"{list(real.class_names)}")
+    return real, test, test_dir
+
+
+def stratified_indices(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a stratified `fraction` of each class (at least one image per class), deterministic."""
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"real fraction must lie in (0, 1] (got {fraction})")
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:max(1, int(round(fraction * (labels == c).sum())))]
+            for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep))
+
+
+def fraction_of(real: LabelledImages, fraction: float, seed: int = 0) -> LabelledImages:
+    """A stratified `fraction` of a labelled set (see `stratified_indices`)."""
+    return real if fraction == 1.0 else real.subset(stratified_indices(real.labels.numpy(), fraction, seed))
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and place, recorded in every report."""
+    return {"device": str(device), "synthaug_version": __version__, "torch_version": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def logistic_regression(real: LabelledImages, test: LabelledImages, seed: int = 0) -> dict[str, Any]:
+    """The sanity anchor: scikit-learn's logistic regression on raw pixels."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    x = real.images.flatten(1).numpy().astype(np.float32) / 255.0
+    with warnings.catch_warnings():  # a fixed 200-iteration budget is the anchor's recipe, not a fault
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LogisticRegression(max_iter=200, random_state=seed).fit(x, real.labels.numpy())
+    pred = clf.predict(test.images.flatten(1).numpy().astype(np.float32) / 255.0)
+    return {"train_images": len(real), "seed": seed,
+            **classification_report(test.labels.numpy(), pred, len(real.class_names))}
+
+
+def label_kinds(labels: str, has_soft: bool, where: str | Path) -> tuple[str, ...]:
+    """Which label kinds the synthetic conditions train with ("auto": both when soft labels are available)."""
+    if labels not in LABELS:
+        raise DataError(f"unknown labels {labels!r} (auto, hard or soft)")
+    if labels == "soft" and not has_soft:
+        raise DataError(f"{where}: has no soft labels (export it with --soft-labels)")
+    if labels == "auto":
+        return ("hard", "soft") if has_soft else ("hard",)
+    return (labels,)
+
+
+def synthetic_pool(source: SyntheticSource, real: LabelledImages, labels: str, sampling: SamplingConfig | None,
+                   device: torch.device, progress: bool) -> tuple[Source, torch.nn.Module | None, SamplingConfig | None]:
+    """The training pool of a resolved source, its teacher (when soft labels or a filter need one) and, for a
+    generator, the sampling settings used."""
+    if isinstance(source, ExportSource):
+        pool = export_source(source.path, real.class_names)
+        steps = source.provenance.get("teacher_steps") or 1500
+        teacher = teacher_on(real, steps, device, progress) \
+            if pool.has_soft else None
+        return pool, teacher, None
+    used = resolve_sampling(source.path, sampling)
+    soft = labels == "soft" or (labels == "auto" and used.soft_labels)
+    teacher = None
+    if needs_teacher(used, soft):
+        teacher = teacher_on(real, used.teacher_steps, device, progress)
+    sampler = Sampler(source.path, used, device=device, soft=soft, teacher=teacher)
+    return GeneratorPoolSource(sampler, real.class_names), teacher, used
+
+
+def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, synthetic: str | Path | SyntheticSource | None,
+              *, recipe: ClassifierRecipe | None = None, ratios: tuple[float, ...] = (1.0,), seeds: int = 1,
+              logreg: bool = False, real_fraction: float = 1.0, device: str = "auto",
+              out: str | Path | None = None, progress: bool = True, mixes: tuple[str, ...] = ("concat",),
+              labels: str = "auto", sampling: SamplingConfig | None = None) -> dict[str, Any]:
+    """Train one classifier per condition (real, synthetic, mixed at each ratio and mix recipe) and seed; test
+    each on real data.
+
+    `synthetic` is an HDF5 export, or a run / generator file / pretrained name, which then gives fresh images
+    every epoch (no image repeats within the step budget), sampled by `sampling` (default: the run's
+    sampling.json). `labels`: "hard", "soft" (the teacher's probabilities: from the export, or for a generator a
+    teacher trained on the real training folder) or "auto" (both when soft labels are available). Soft-label rows
+    come with the teacher's own test accuracy. `seeds` repeats every condition with recipe seeds s, s+1, ...
+    (mean ± std); `real_fraction` keeps a stratified fraction of the real training folder. `out` is a report
+    folder (report.json, report.md, plots). Returns the report dict.
+    """
+    recipe = recipe or ClassifierRecipe()
+    for mix in mixes:
+        parse_mix_recipe(mix)
+    label_kinds(labels, True, "")
+    source = resolve_source(synthetic) if synthetic is not None else None
+    is_file = isinstance(source, ExportSource)
+    if is_file and labels == "soft" and not source.has_soft_labels:
+        raise DataError(f"{source.path}: has no soft labels (export it with --soft-labels)")
+    if real_dir is None:
+        if source is None:
+            raise DataError("give a real training folder or a synthetic source whose run names one")
+        real_dir = source.training_folder()
+    real, test, test_dir = load_real_and_test(real_dir, test_dir, source.image_shape if source else None, progress)
+    if real_fraction < 1.0:
+        real = fraction_of(real, real_fraction)
+    dev = resolve_device(device)
+    pool = teacher = used = None
+    kinds: tuple[str, ...] = ()
+    if source is not None:
+        pool, teacher, used = synthetic_pool(source, real, labels, sampling, dev, progress)
+        kinds = label_kinds(labels, pool.has_soft, source.path)
+    conditions = standard_conditions(pool, ratios, mixes, kinds)
+    results = run_conditions(conditions, real, test, recipe, seeds, dev, progress)
+    if teacher is not None and "soft" in kinds:
+        pred = predict(teacher, test.images).argmax(1).numpy()
+        results[TEACHER] = summarise([{"train_images": len(real), "seed": 0,
+                                       **classification_report(test.labels.numpy(), pred, len(real.class_names))}])
+    if logreg:
+        results[LOGREG] = summarise([logistic_regression(real, test, recipe.seed)])
+    report = {"results": results, "class_names": list(real.class_names), "real": str(real_dir),
+              "image_shape": list(real.images.shape[1:]),
+              "real_fraction": real_fraction, "test": str(test_dir),
+              "synthetic": str(source.path) if source is not None else None,
+              "synthetic_kind": None if pool is None else ("fresh every epoch" if pool.fresh else "export"),
+              "synthetic_provenance": source.provenance if is_file else None,
+              "sampling": dataclasses.asdict(used) if used else None, "ratios": list(ratios),
+              "mixes": list(mixes), "labels": list(kinds),
+              "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
+              **environment(dev)}
+    if out is not None:
+        write_report(report, out, synthetic=source.path if is_file else None)
+    return report

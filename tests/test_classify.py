@@ -1,0 +1,61 @@
+"""The downstream classifiers: the registry, the recipe's checks, the weighted loss and determinism."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import synthaug
+from synthaug.classify import (ClassifierRecipe, Phase, TensorPool, build_classifier, classification_report,
+                               inverse_frequency, list_classifiers, predict, train_classifier, train_on_phases,
+                               weights_sha256)
+from synthaug.errors import SynthaugError
+
+TINY = ClassifierRecipe(steps=30, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def digits(digits_dir):
+    return synthaug.load_image_folder(digits_dir, progress=False)
+
+
+def test_the_registry_and_the_recipe_refuse_what_they_do_not_know():
+    assert list_classifiers() == ["cnn", "resnet18"]
+    assert build_classifier("cnn", 3, 5, 16)(torch.zeros(2, 3, 16, 16)).shape == (2, 5)
+    with pytest.raises(SynthaugError, match="unknown classifier 'vit'"):
+        build_classifier("vit", 1, 10, 8)
+    with pytest.raises(SynthaugError, match="unknown classifier loss 'focal'"):
+        ClassifierRecipe(loss="focal")
+    with pytest.raises(SynthaugError, match="steps and batch size must be at least 1"):
+        ClassifierRecipe(steps=0)
+
+
+def test_the_same_seed_trains_the_same_weights(digits):
+    a = train_classifier(digits.images, digits.labels, 10, TINY, progress=False)
+    b = train_classifier(digits.images, digits.labels, 10, TINY, progress=False)
+    c = train_classifier(digits.images, digits.labels, 10, ClassifierRecipe(steps=30, batch_size=32, seed=1),
+                         progress=False)
+    assert weights_sha256(a) == weights_sha256(b) != weights_sha256(c)
+    probs = predict(a, digits.images[:50])
+    assert probs.shape == (50, 10) and torch.allclose(probs.sum(1), torch.ones(50))
+
+
+def test_the_weighted_loss_weighs_classes_by_inverse_frequency(digits):
+    keep = torch.cat([torch.nonzero(digits.labels == c).flatten()[: (10 if c == 3 else 100)] for c in range(10)])
+    pool = TensorPool(digits.images[keep], digits.labels[keep])
+    weights = inverse_frequency([Phase(10, [pool], [1.0])], 10)
+    assert weights[3] == pytest.approx(910 / (10 * 10)) and weights[0] == pytest.approx(910 / (10 * 100))
+    plain = train_on_phases([Phase(30, [pool], [1.0])], 10, TINY, progress=False)
+    weighted = train_on_phases([Phase(30, [pool], [1.0])], 10, ClassifierRecipe(steps=30, batch_size=32,
+                                                                                 loss="weighted"), progress=False)
+    explicit = train_on_phases([Phase(30, [pool], [1.0])], 10, TINY, class_weights=weights, progress=False)
+    assert weights_sha256(weighted) == weights_sha256(explicit) != weights_sha256(plain)
+
+
+def test_classification_report_reads_the_confusion_matrix():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 1, 1, 1, 2, 0])
+    r = classification_report(y_true, y_pred, 3)
+    assert r["accuracy"] == pytest.approx(4 / 6)
+    assert r["per_class_recall"] == pytest.approx([0.5, 1.0, 0.5])
+    assert r["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]

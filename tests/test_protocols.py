@@ -1,0 +1,197 @@
+"""The protocols on real digits with tiny budgets: what each trains on, what it reports, what it refuses."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import synthaug
+from synthaug import protocols
+from synthaug.benchmarking import TEACHER, stratified_indices
+from synthaug.config import FitSettings
+from synthaug.errors import DataError
+from synthaug.protocols import HeadroomOptions, ImbalanceOptions, LowDataOptions, TopUpOptions
+from synthaug.report import imbalance_table, low_data_table, write_protocol_report
+
+TINY = synthaug.ClassifierRecipe(steps=60, batch_size=64)
+TINY_FIT = FitSettings(arch="mlp", max_steps=30, epochs=1000, batch_size=32)
+
+
+def test_held_out_split_is_disjoint_per_class_and_bounded():
+    labels = np.repeat(np.arange(3), [100, 50, 20])
+    keep, held = protocols.held_out_split(labels, 0.1, 2.0, "data")
+    assert (keep == stratified_indices(labels, 0.1, seed=0)).all()  # the subset low_data fits its generator on
+    assert not set(keep.tolist()) & set(held.tolist()) and len(held) == 2 * len(keep)
+    assert np.bincount(labels[held]).tolist() == [20, 10, 4]  # the subset's class proportions, twice over
+    with pytest.raises(DataError, match="data: fraction 0.5 at ratio 2 needs 170 held-out images, but only 85 remain"):
+        protocols.held_out_split(labels, 0.5, 2.0, "data")
+
+
+def test_headroom_protocol_mixes_held_out_real_images(digits_splits, tmp_path):
+    report = protocols.headroom(HeadroomOptions(real=str(digits_splits / "train"), fractions=(0.25,),
+                                                ratios=(0.5, 1.0), recipe=TINY), progress=False)
+    row = report["rows"]["0.25"]
+    assert row["real_images"] == 350 and row["held_out_images"] == 350
+    counts = {name: r["train_images"] for name, r in row["results"].items()}
+    assert counts == {"real": 350, "held-out only": 350, "real + held-out x0.5": 525, "real + held-out x1": 700}
+    assert all(r["accuracy"] > 0.3 for r in row["results"].values())  # real digits: far above chance (0.1)
+    write_protocol_report(report, tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "headroom" in md and "| 0.25 | 350 |" in md
+
+
+@pytest.mark.slow
+def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
+    options = LowDataOptions(real=str(digits_splits / "train"), fractions=(0.1, 1.0), work=str(tmp_path / "work"),
+                             fit=TINY_FIT, ratios=(1.0,), recipe=TINY, min_per_class=20, mixes=("concat", "finetune"))
+    report = protocols.low_data(options, progress=False)
+    small = report["rows"]["0.1"]
+    assert small["real_images"] == 140 and set(small["results"]) == {
+        "real", "synthetic", "mixed x1", "mixed x1 finetune", "synthetic (soft labels)", "mixed x1 (soft labels)",
+        "mixed x1 finetune (soft labels)", TEACHER}
+    syn = synthaug.SyntheticDataset(small["synthetic"])
+    assert syn.info.has_soft_labels and syn.info.provenance["teacher_real"].endswith("real-0.1")  # teacher: the fraction
+    subset = tmp_path / "work" / "real-0.1"
+    assert sum(1 for _ in subset.rglob("*.png")) == 140 and next(subset.rglob("*.png")).is_symlink()
+    cfg = json.loads((tmp_path / "work" / "gan-0.1" / "run" / "config.json").read_text())
+    assert cfg["data"]["num_images"] == 140  # the generator saw the fraction, nothing more
+    assert report["rows"]["1"]["real_images"] == 1400
+    write_protocol_report(report, tmp_path / "rep")
+    assert "| 0.1 | 140 |" in low_data_table(report) and (tmp_path / "rep" / "report.md").is_file()
+    again = protocols.low_data(dataclasses.replace(options, fractions=(0.1,), labels="hard"), progress=False)
+    assert again["rows"]["0.1"]["results"]["real"]["accuracy"] == small["results"]["real"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_imbalance_protocol_tops_up_the_rare_classes(digits_splits, tmp_path):
+    options = ImbalanceOptions(real=str(digits_splits / "train"), rare=("digit3", "digit8"), keep=0.05,
+                               fit=dataclasses.replace(TINY_FIT, class_balance=True), recipe=TINY,
+                               work=str(tmp_path / "work"))
+    report = protocols.imbalance(options, progress=False)
+    assert report["class_counts"][3] == 7 and report["class_counts"][8] == 7 and report["class_counts"][0] == 140
+    assert set(report["results"]) == {"real", "real + class-weighted loss",
+                                      "real + synthetic top-up"}
+    top = report["results"]["real + synthetic top-up"]
+    assert top["train_images"] == 1400  # every class topped up to 140
+    assert_rare_recall_follows_from_the_runs(report, [3, 8])
+    weighted = report["results"]["real + class-weighted loss"]["runs"][0]
+    assert weighted["accuracy"] != report["results"]["real"]["runs"][0]["accuracy"]  # the loss changed training
+    write_protocol_report(report, tmp_path / "rep")
+    assert "recall digit3" in imbalance_table(report)
+    assert (tmp_path / "rep" / "per_class_recall.png").is_file()
+    with pytest.raises(synthaug.SynthaugError, match="no class"):
+        protocols.imbalance(dataclasses.replace(options, rare=("cat",), work=str(tmp_path / "w2")), progress=False)
+
+
+def assert_rare_recall_follows_from_the_runs(report: dict, rare_ids: list[int]) -> None:
+    """Each condition's rare recall is the mean over seeds of the rare classes' recall in its confusion matrices."""
+    for name, r in report["results"].items():
+        per_run = []
+        for run in r["runs"]:
+            confusion = np.array(run["confusion"])
+            per_run.append(np.mean([confusion[c, c] / confusion[c].sum() for c in rare_ids]))
+        assert r["rare_recall"] == pytest.approx(np.mean(per_run)), name
+        assert r["rare_recall_std"] == pytest.approx(np.std(per_run)), name
+
+
+def test_rare_classes_are_those_under_half_the_largest():
+    assert protocols.rare_classes([140, 20, 140, 69, 70]) == [1, 3]
+    assert protocols.rare_classes([10, 10]) == []
+
+
+@pytest.mark.slow
+def test_top_up_tops_a_folders_own_rare_classes_up(tmp_path):
+    from conftest import write_digits
+
+    train = write_digits(tmp_path / "uneven" / "train", per_class=60)
+    write_digits(tmp_path / "uneven" / "test", offset=140)
+    for name, keep in (("digit3", 10), ("digit8", 20)):  # a folder that came uneven
+        for png in sorted((train / name).glob("*.png"))[keep:]:
+            png.unlink()
+    run = synthaug.fit(train, tmp_path / "run", TINY_FIT, progress=False)
+    options = TopUpOptions(synthetic=str(run), recipe=TINY, work=str(tmp_path / "work"))
+    report = protocols.top_up(options, progress=False)
+    assert report["rare"] == ["digit3", "digit8"] and report["class_counts"][3] == 10
+    assert report["results"]["real + synthetic top-up"]["train_images"] == 600  # every class at 60
+    assert report["results"]["real"]["train_images"] == 510
+    assert_rare_recall_follows_from_the_runs(report, [3, 8])
+    top_up = synthaug.SyntheticDataset(tmp_path / "work" / "top-up.h5")
+    assert np.bincount(top_up.targets, minlength=10).tolist() == [0, 0, 0, 50, 0, 0, 0, 0, 40, 0]  # the gaps only
+    write_protocol_report(report, tmp_path / "rep")
+    assert "top-up benchmark" in (tmp_path / "rep" / "report.md").read_text()
+    with pytest.raises(synthaug.SynthaugError, match="no class holds under 0.5"):
+        protocols.top_up(dataclasses.replace(options, real=str(tmp_path / "uneven" / "test"),
+                                             work=str(tmp_path / "w2")), progress=False)
+
+
+def write_big_rgb_digits(root, counts: dict[int, int], offset: int = 0):
+    """Digits as 64-px RGB PNGs (larger than the runs fitted on them), `counts[d]` images of digit d."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for label, n in counts.items():
+        (root / f"digit{label}").mkdir(parents=True, exist_ok=True)
+        for i in np.flatnonzero(digits.target == label)[offset:offset + n]:
+            gray = (digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
+            rgb = np.stack([gray, 255 - gray, gray // 2], axis=-1)
+            Image.fromarray(rgb, mode="RGB").resize((64, 64), Image.NEAREST).save(root / f"digit{label}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_every_condition_sees_real_images_at_the_generators_shape(tmp_path):
+    """A folder of 64-px RGB images, a run at 16 px: the comparison and the top-up both decode at 16 px."""
+    data = tmp_path / "big"
+    train = write_big_rgb_digits(data / "train", {0: 40, 1: 40, 2: 10})
+    write_big_rgb_digits(data / "test", {0: 10, 1: 10, 2: 10}, offset=100)
+    run = synthaug.fit(train, tmp_path / "run", FitSettings(arch="mlp", resolution=16, max_steps=4, batch_size=16),
+                       progress=False)
+    env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}
+    for name, extra in (("compare", ["--ratios", "1", "--no-logreg"]), ("top-up", ["--top-up"])):
+        p = subprocess.run([sys.executable, "-m", "synthaug_cli", "benchmark", "--synthetic", str(run), "--steps", "3",
+                            "--out", str(tmp_path / name), "--quiet", *extra],
+                           capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        assert report["image_shape"] == [3, 16, 16], name
+    assert report["rare"] == ["digit2"] and report["results"]["real + synthetic top-up"]["train_images"] == 120
+
+
+@pytest.mark.parametrize("args, flag, protocol", [
+    (["--imbalance", "digit3", "--mix-recipe", "finetune"], "--mix-recipe", "imbalance"),
+    (["--imbalance", "digit3", "--min-confidence", "0.5"], "--min-confidence", "imbalance"),
+    (["--real-fraction", "0.5", "--headroom", "--fit-steps", "5"], "--fit-steps", "headroom"),
+    (["--real-fraction", "0.5", "--headroom", "--labels", "soft"], "--labels", "headroom"),
+    (["--top-up", "--synthetic", "fashion-mnist", "--logreg"], "--logreg", "top-up"),
+    (["--top-up", "--synthetic", "fashion-mnist", "--keep", "0.1"], "--keep", "top-up"),
+    (["--synthetic", "fashion-mnist", "--work", "w"], "--work", "compare"),
+    (["--synthetic", "fashion-mnist", "--fit-arch", "sngan"], "--fit-arch", "compare"),
+])
+def test_a_flag_the_protocol_does_not_take_is_one_line(args, flag, protocol, digits_splits):
+    """The installed command, as a user runs it: exit 2, one line naming the flag and the protocol."""
+    p = subprocess.run([sys.executable, "-m", "synthaug_cli", "benchmark", "--real", str(digits_splits / "train"),
+                        *args], capture_output=True, text=True, timeout=120)
+    lines = [line for line in p.stderr.splitlines() if line.startswith("Error")]
+    assert p.returncode == 2 and lines == [f"Error: {flag} is not used by the {protocol} protocol"], p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_protocols_are_found_by_name_and_take_their_own_options():
+    assert protocols.PROTOCOLS.names() == ["compare", "headroom", "imbalance", "low-data", "top-up"]
+    assert "mixes" in protocols.protocol_fields("compare") and "mixes" not in protocols.protocol_fields("imbalance")
+    with pytest.raises(DataError, match="the imbalance protocol takes ImbalanceOptions, not HeadroomOptions"):
+        protocols.run_protocol("imbalance", HeadroomOptions(real="x", fractions=(0.5,)))
+    with pytest.raises(synthaug.SynthaugError, match="unknown benchmark protocol 'plain'"):
+        protocols.PROTOCOLS.get("plain")
+    with pytest.raises(DataError, match=r"real fractions must lie in \(0, 1\)"):
+        HeadroomOptions(real="x", fractions=(1.0,))
+    with pytest.raises(DataError, match="keep must lie strictly between 0 and 1"):
+        ImbalanceOptions(real="x", rare=("a",), keep=1.5)
+    with pytest.raises(DataError, match="top-up needs a run"):
+        TopUpOptions(real="x")
