@@ -61,12 +61,16 @@ def oxygen_icons(out: Path, source: Path | None, test_fraction: float) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: runs/<data name>].")
 @click.option("--arch", type=click.Choice(list_archs()), default=None,
               help="[default: the default recipe for the folder and device, printed when fit starts]")
-@click.option("--epochs", type=int, default=None, help="Epochs to train [default: 20].")
-@click.option("--minutes", type=float, default=None, help="Stop cleanly after this many minutes.")
-@click.option("--max-steps", type=int, default=None, help="Stop after this many generator steps.")
-@click.option("--batch-size", type=int, default=None, help="Images per step [default: 64].")
-@click.option("--resolution", type=int, default=None, help="Side length [default: the folder's own].")
-@click.option("--width", type=int, default=None, help="Network width [default: the architecture's own].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs to train [default: the default recipe's budget, or 20 with --arch].")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop cleanly after this many minutes.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many generator steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per step [default: the default recipe's, or 64].")
+@click.option("--resolution", type=click.IntRange(min=8), default=None,
+              help="Side length [default: the folder's own, capped by the default recipe].")
+@click.option("--width", type=click.IntRange(min=1), default=None, help="Network width [default: the architecture's own].")
 @click.option("--ema/--no-ema", default=None,
               help="Keep an EMA copy of the generator for sampling [default: the architecture's own].")
 @click.option("--loss", type=click.Choice(list_losses()), default=None,
@@ -79,7 +83,8 @@ def oxygen_icons(out: Path, source: Path | None, test_fraction: float) -> None:
               help="Weight of the MSGAN mode-seeking term against conditional mode collapse (0: off) "
                    "[default: the architecture's own].")
 @click.option("--class-balance/--no-class-balance", default=None,
-              help="Draw training images with equal probability per class (for imbalanced folders) [default: no].")
+              help="Draw training images with equal probability per class (for imbalanced folders) "
+                   "[default: the default recipe decides: on for uneven folders].")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N [default: auto].")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -144,16 +149,16 @@ def sampling_options(f):
                    "(torchrun reads --run as its own --run-path).")
 @click.option("--pretrained", type=click.Choice(synthaug.list_pretrained()), default=None,
               help="Use a built-in pretrained generator instead of a run.")
-@click.option("--per-class", type=int, default=None, help="Images per class.")
+@click.option("--per-class", type=click.IntRange(min=1), default=None, help="Images per class.")
 @click.option("--balance-to", type=click.Path(path_type=Path), default=None,
               help="Instead of --per-class: top up this real folder's classes to its largest (or --target).")
-@click.option("--target", type=int, default=None, help="With --balance-to: the count every class should reach.")
+@click.option("--target", type=click.IntRange(min=1), default=None, help="With --balance-to: the count every class should reach.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="OUT.h5 / OUT.hdf5, or a folder.")
 @click.option("--format", "fmt", type=click.Choice(exporting.WRITERS.names()), default=None,
               help="[default: from --out]")
 @click.option("--classes", default=None, help="Comma-separated class names [default: all].")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=None, help="[default: the best for the device]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: the best for the device]")
 @sampling_options
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None)
 @click.option("--real", type=click.Path(path_type=Path), default=None,

@@ -29,7 +29,10 @@ class FriendlyGroup(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or str(exc).splitlines()[0]}") from None
         except KeyboardInterrupt:
-            click.echo("interrupted; nothing complete was overwritten (re-run with --resume to continue)", err=True)
+            command = self.commands.get(ctx.invoked_subcommand or "")
+            resumable = command is not None and any(p.name == "resume" for p in command.params)
+            click.echo("interrupted; nothing complete was overwritten" +
+                       (" (re-run with --resume to continue)" if resumable else ""), err=True)
             sys.exit(130)
         finally:
             from synthaug.distributed import shutdown

@@ -1,6 +1,7 @@
 """Downstream classifiers, registered by name, trained on in-memory uint8 tensors with one shared recipe."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -283,8 +284,10 @@ def trained_on_real(real: LabelledImages, recipe: ClassifierRecipe, device: str 
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return model.eval().to(device)
-        except (RuntimeError, OSError, ValueError):
-            pass
+        except Exception as exc:  # noqa: BLE001 - any damage to our own cache means: train it again
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            warnings.warn(f"{path}: damaged classifier cache entry ({reason}); training it again", stacklevel=2)
+            path.unlink(missing_ok=True)
     model = train_classifier(real.images, real.labels, len(real.class_names), recipe, device, progress=progress,
                              desc=desc)
     try:

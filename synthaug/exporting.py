@@ -1,6 +1,7 @@
 """Exports: HDF5 (the contract in data/h5format.py) or an ImageFolder tree; resumable, atomic, pipelined."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -24,18 +25,21 @@ from tqdm.auto import tqdm
 
 from synthaug import distributed
 from synthaug._version import __version__
-from synthaug.config import ExportConfig
+from synthaug.config import ExportConfig, SamplingConfig
 from synthaug.data.folder import scan_folder
+from synthaug.data.names import inside
 from synthaug.data.h5format import (IMAGES, LABELS, PLAN_ATTR, PROGRESS_ATTR, SOFT_LABELS, create_export,
                                     finish_export, validate_export)
 from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
+from synthaug.fsutil import output_lock
 from synthaug.engine import Block, GenerationPlan, SampleFilter
 from synthaug.models import ConditionalGenerator
 from synthaug.registry import Registry
 from synthaug.sampler import Sampler, resolve_sampling
 
 H5_SUFFIXES = (".h5", ".hdf5")
+FOLDER_PROVENANCE = ".synthaug-provenance.json"  # marks a folder as a synthaug export (what --overwrite may replace)
 
 
 WRITERS: Registry[Callable[[ExportJob], None]] = Registry("export format")
@@ -102,8 +106,12 @@ class ExportJob:
                                    precision=c.precision, compile=c.compile, **where)
 
 
-def export_plan(sampler: Sampler, config: ExportConfig) -> GenerationPlan:
-    """The generation plan an export config asks for: per class, or a top-up of a real folder."""
+def export_plan(sampler: Sampler, config: ExportConfig, out: Path) -> GenerationPlan:
+    """The generation plan an export config asks for: per class, or a top-up of a real folder; checked against the
+    disk under `out` before its labels are allocated."""
+    if config.per_class is not None:
+        classes = len(set(config.classes)) if config.classes else len(sampler.class_names)
+        check_export_size(config.per_class * classes, sampler.image_shape, out)
     if config.balance_to is not None:
         index = scan_folder(config.balance_to)
         counts = {name: index.labels.count(i) for i, name in enumerate(index.class_names)}
@@ -125,15 +133,45 @@ def export(source: str | Path, out: str | Path, config: ExportConfig | None = No
     config = config or ExportConfig(per_class=1000)
     out = Path(out)
     fmt = export_format(out, config.fmt)
-    if out.exists() and not config.overwrite:
-        raise SynthaugError(f"{out}: already exists; choose another --out or pass --overwrite")
     sampling = resolve_sampling(source, config.sampling)
     if sampling.soft_labels and fmt != "hdf5":
         raise SynthaugError(f"{out}: soft labels are stored in HDF5 exports only (give --out NAME.h5)")
     info = distributed.init_from_env(config.device)
-    progress = progress and info.is_main
+    with output_lock(out) if info.is_main else contextlib.nullcontext():
+        check_replaceable(out, fmt, config.overwrite)
+        return _export(source, out, fmt, config, sampling, progress and info.is_main, stats)
+
+
+def check_replaceable(out: Path, fmt: str, overwrite: bool) -> None:
+    """An output may be written when it is absent, or, with `overwrite`, when it is an earlier export of the same
+    format (a folder export holds our provenance file; an empty folder counts too); never the current folder."""
+    if not out.exists():
+        return
+    if not overwrite:
+        raise SynthaugError(f"{out}: already exists; choose another --out or pass --overwrite")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise SynthaugError(f"{out}: is the current folder or holds it; choose another --out")
+    if fmt == "folder" and not (out.is_dir() and ((out / FOLDER_PROVENANCE).is_file() or not any(out.iterdir()))):
+        raise SynthaugError(f"{out}: is not a synthaug folder export (no {FOLDER_PROVENANCE}); --overwrite replaces "
+                            f"only exports, so remove it yourself or choose another --out")
+    if fmt == "hdf5" and not out.is_file():
+        raise SynthaugError(f"{out}: is a folder, not an HDF5 export; choose another --out")
+
+
+def check_export_size(total: int, image_shape: tuple[int, ...], out: Path) -> None:
+    """Refuse, before any work, an export larger than the disk under `out` can hold."""
+    need = total * (int(np.prod(image_shape)) + 8)
+    free = shutil.disk_usage(out.resolve().parent).free
+    if need > free:
+        raise SynthaugError(f"{out}: {total:,} images of {'x'.join(map(str, image_shape))} need {need / 2**30:,.1f} GiB; "
+                            f"{free / 2**30:,.1f} GiB are free there")
+
+
+def _export(source: str | Path, out: Path, fmt: str, config: ExportConfig, sampling: SamplingConfig, progress: bool,
+            stats: dict[str, Any] | None) -> Path:
+    """`export` once its output is locked and may be written."""
     sampler = Sampler(source, sampling, device=resolve_device(config.device), real=config.real, progress=progress)
-    job = _job(sampler, out, config, export_plan(sampler, config), progress)
+    job = _job(sampler, out, config, export_plan(sampler, config, out), progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if distributed.current().enabled:
@@ -381,7 +419,7 @@ def _write_folder(job: ExportJob) -> None:
     else:
         shutil.rmtree(part, ignore_errors=True)
         for name in gen.class_names:  # every class folder, so class_to_idx matches the source
-            (part / name).mkdir(parents=True)
+            inside(part, name).mkdir(parents=True)
     bar = tqdm(total=plan.total, initial=min(start * plan.chunk_rows, plan.total), desc=f"export {out.name}",
                unit="img", disable=not job.progress)
     workers = max(1, (os.cpu_count() or 1))
@@ -400,7 +438,8 @@ def _write_folder(job: ExportJob) -> None:
     with ProcessPoolExecutor(max_workers=workers, initializer=_yield_cpu if on_cpu else None) as pool:
         for first, end, images, labels, _ in job.blocks(start_chunk=start):
             lo = plan.chunk_bounds(first)[0]
-            paths = [str(part / gen.class_names[lab] / f"{lo + i:07d}.png") for i, lab in enumerate(labels)]
+            folders = [inside(part, name) for name in gen.class_names]
+            paths = [str(folders[lab] / f"{lo + i:07d}.png") for i, lab in enumerate(labels)]
             step = max(1, -(-len(paths) // workers))
             futures = [pool.submit(_save_pngs, (paths[i:i + step], images[i:i + step]))
                        for i in range(0, len(paths), step)]
@@ -409,7 +448,7 @@ def _write_folder(job: ExportJob) -> None:
         drain(keep=0)
     bar.close()
     state_file.unlink()
-    (part / ".synthaug-provenance.json").write_text(json.dumps(job.provenance, indent=1, sort_keys=True))
+    (part / FOLDER_PROVENANCE).write_text(json.dumps(job.provenance, indent=1, sort_keys=True))
     if out.exists() and job.config.overwrite:
         shutil.rmtree(out)
     os.replace(part, out)

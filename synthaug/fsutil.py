@@ -57,3 +57,40 @@ def atomic_copy(src: str | Path, dst: str | Path) -> None:
 
     with atomic_path(dst, Path(dst).suffix) as tmp:
         shutil.copyfile(src, tmp)
+
+
+@contextlib.contextmanager
+def output_lock(out: str | Path) -> Iterator[Path]:
+    """Hold the one lock of an output (a file or folder) while writing it: `.<name>.lock` beside it, taken before
+    anything is touched and released on every exit path. A second writer gets a one-line error naming the holder."""
+    import fcntl
+
+    from synthaug.errors import SynthaugError
+
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.with_name(f".{out.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SynthaugError(f"{out}: another synthaug process (pid {holder}) is writing it; wait for it to "
+                                f"finish or choose another output") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the one at the path
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield out
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)

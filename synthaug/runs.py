@@ -12,10 +12,13 @@ import torch
 
 from synthaug.config import (ModelConfig, RunConfig, SamplingConfig, _build, config_from_json, config_to_json,
                              load_run_config)
-from synthaug.errors import CheckpointError, SynthaugError
+from synthaug.data.names import check_class_names
+from synthaug.errors import CheckpointError, DataError, SynthaugError
 from synthaug.fsutil import atomic_copy, atomic_path, atomic_write_text
 from synthaug.models import ConditionalGenerator, build_models
 
+RUN_CONFIG = "config.json"  # every setting of the run, resolved
+SKIPPED_FILES = "skipped_files.json"  # the training folder's files that could not be decoded
 TRAINING_STATE = "checkpoint.pt"  # generator, EMA, discriminator, optimisers, step, RNG states
 GENERATOR_FILE = "generator.pt"  # the sampling weights only (EMA when used) plus the model config
 SNAPSHOTS = "generators"  # per-epoch copies of generator.pt: generators/epoch_NNNN.pt
@@ -119,6 +122,7 @@ def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "
     path = generator_file(run_or_checkpoint)
     obj = load_safe(path)
     cfg = model_config_from(obj, str(path))
+    _check_declared_size(cfg, obj, path)
     gen, _ = build_models(cfg)
     try:
         gen.load_state_dict(obj["state_dict"])
@@ -128,10 +132,31 @@ def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "
     names = obj.get("class_names")
     if not isinstance(names, list) or len(names) != cfg.num_classes:
         raise CheckpointError(f"{path}: class_names missing or not {cfg.num_classes} long")
-    gen.class_names = tuple(str(n) for n in names)
+    try:
+        gen.class_names = check_class_names(names, path)
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
     gen.source_path = path
     gen.requires_grad_(False)
     return gen.eval().to(device)
+
+
+def _check_declared_size(cfg: ModelConfig, obj: dict[str, Any], path: Path) -> None:
+    """A generator file's config must not declare a larger network than the weights it holds: the network is sized
+    on the meta device (nothing allocated) before it is built for real."""
+    state = obj.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: has no state_dict (not a synthaug generator file)")
+    try:
+        with torch.device("meta"):
+            declared = sum(p.numel() for p in build_models(cfg)[0].parameters())
+    except (RuntimeError, ValueError, TypeError, SynthaugError) as exc:
+        raise CheckpointError(f"{path}: its model_config does not describe a network "
+                              f"({str(exc).splitlines()[0][:120]})") from None
+    held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    if declared > held:
+        raise CheckpointError(f"{path}: its model_config declares a generator of {declared:,} parameters, but the "
+                              f"file holds {held:,}")
 
 
 def run_folder_of(run_or_checkpoint: str | Path) -> Path | None:

@@ -24,12 +24,13 @@ from synthaug import distributed
 from synthaug._version import __version__
 from synthaug.device import pin_if_cuda, resolve_device
 from synthaug.augment import diff_augment, parse_policy
-from synthaug.runs import GENERATOR_FILE, SNAPSHOTS, TRAINING_STATE, load_safe, save_atomic, save_generator
+from synthaug.runs import (GENERATOR_FILE, RUN_CONFIG, SKIPPED_FILES, SNAPSHOTS, TRAINING_STATE, load_safe,
+                           save_atomic, save_generator)
 from synthaug.config import (DataConfig, FitSettings, ModelConfig, RunConfig, TrainConfig, fit_settings,
                              load_run_config, run_config_to_json)
 from synthaug.data.folder import SPLIT_NAMES, LabelledImages, load_image_folder, resolve_split
 from synthaug.errors import CheckpointError, SynthaugError, TrainingStopped
-from synthaug.fsutil import atomic_write_text
+from synthaug.fsutil import atomic_write_text, output_lock
 from synthaug.losses import LossPair, get_loss
 from synthaug.models import ConditionalGenerator, build_models, get_arch
 from synthaug.monitor import Monitor, fixed_grid_inputs
@@ -265,14 +266,15 @@ def resolve_fit(data_dir: str | Path, settings: FitSettings, device: torch.devic
         arch, resolution, reasons, recipe_settings = recipe.arch, recipe.resolution, recipe.reasons, recipe.settings
         ema = recipe.ema if ema is None else ema
     spec = get_arch(arch)
+    recipe_settings = dict(recipe_settings)
+    width = settings.width or recipe_settings.pop("width", None) or spec.default_width
     values = {**spec.train_defaults, **recipe_settings, **settings.train_fields()}
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
     if values.get("augment"):
         values["augment"] = ",".join(parse_policy(values["augment"]))
     get_loss(values.get("loss", TrainConfig.loss))
-    return ResolvedFit(arch, resolution, settings.width or spec.default_width, spec.ema if ema is None else ema,
-                       TrainConfig(**values), reasons)
+    return ResolvedFit(arch, resolution, width, spec.ema if ema is None else ema, TrainConfig(**values), reasons)
 
 
 def fit(data_dir: str | Path, out: str | Path | None = None, settings: FitSettings | None = None, *,
@@ -297,10 +299,18 @@ def fit(data_dir: str | Path, out: str | Path | None = None, settings: FitSettin
     info = distributed.init_from_env(settings.device or "auto")
     data_dir = resolve_split(data_dir)
     out = Path(out) if out is not None else default_run_dir(data_dir)
+    with output_lock(out) if info.is_main else nullcontext():
+        return _fit_locked(data_dir, out, settings, info, resume, progress, workers, latent_dim, on_epoch)
+
+
+def _fit_locked(data_dir: Path, out: Path, settings: FitSettings, info: Any, resume: bool, progress: bool,
+                workers: int | None, latent_dim: int,
+                on_epoch: Callable[[int, dict[str, float]], None] | None) -> Path:
+    """`fit` while this process holds the run folder's lock."""
     if resume:
         cfg, resolved = _resumed_config(out, settings.train_fields()), None
     else:
-        if (out / "config.json").exists():
+        if (out / RUN_CONFIG).exists():
             raise SynthaugError(f"{out}: already holds a run; pass --resume to continue it or --out for a new one")
         resolved = resolve_fit(data_dir, settings, resolve_device(settings.device))
         cfg = None
@@ -319,7 +329,7 @@ def fit(data_dir: str | Path, out: str | Path | None = None, settings: FitSettin
             data=DataConfig(str(data_dir.resolve()), res, ch, data.class_names, len(data)),
             model=ModelConfig(resolved.arch, res, ch, len(data.class_names), latent_dim, resolved.width,
                               resolved.ema),
-            train=resolved.train, synthaug_version=__version__,
+            train=_batch_for(resolved.train, len(data), data_dir), synthaug_version=__version__,
             extra={"recipe": list(resolved.reasons)} if resolved.reasons else {})
     elif tuple(cfg.data.class_names) != data.class_names:
         raise SynthaugError(f"{data_dir}: classes {list(data.class_names)} differ from the run's "
@@ -328,11 +338,22 @@ def fit(data_dir: str | Path, out: str | Path | None = None, settings: FitSettin
     if info.is_main:
         for stale in out.glob(".*.tmp"):  # left by a process killed mid-write; the real files are intact
             stale.unlink(missing_ok=True)
-        atomic_write_text(out / "config.json", run_config_to_json(cfg))
+        atomic_write_text(out / RUN_CONFIG, run_config_to_json(cfg))
         if data.skipped:
-            atomic_write_text(out / "skipped_files.json", json.dumps(list(data.skipped), indent=1))
+            atomic_write_text(out / SKIPPED_FILES, json.dumps(list(data.skipped), indent=1))
     Trainer(cfg, data, out, progress, on_epoch).run(resume)
     return out
+
+
+def _batch_for(train: TrainConfig, images: int, data_dir: Path) -> TrainConfig:
+    """Epochs drop their last partial batch: a folder smaller than the batch would train no step at all, so the
+    batch shrinks to the folder, with a warning that says so."""
+    per_rank = max(1, images // max(1, distributed.current().world_size))
+    if per_rank >= train.batch_size:
+        return train
+    warnings.warn(f"{data_dir}: {images} images, fewer than a batch of {train.batch_size}; training with batch "
+                  f"{per_rank}", stacklevel=3)
+    return dataclasses.replace(train, batch_size=per_rank)
 
 
 def _resumed_config(out: Path, overrides: dict[str, Any]) -> RunConfig:

@@ -30,6 +30,18 @@ def write_digits(root: Path, per_class: int | None = None, classes: int = 10, of
     return root
 
 
+def write_rgb_digits(root: Path, counts: dict[int, int], side: int = 64, offset: int = 0) -> Path:
+    """Digits as `side`-px RGB PNGs (larger than the 8-px originals), `counts[d]` images of digit d."""
+    digits = load_digits()
+    for label, n in counts.items():
+        (root / f"digit{label}").mkdir(parents=True, exist_ok=True)
+        for i in np.flatnonzero(digits.target == label)[offset:offset + n]:
+            gray = (digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
+            rgb = np.stack([gray, 255 - gray, gray // 2], axis=-1)
+            Image.fromarray(rgb, mode="RGB").resize((side, side), Image.NEAREST).save(root / f"digit{label}" / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
     """All 1797 digits, 10 classes, 8x8 grayscale."""

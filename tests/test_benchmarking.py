@@ -1,7 +1,6 @@
 """The plain benchmark on real digits with tiny budgets: schema, files, numbers that follow from the runs."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -10,9 +9,8 @@ from PIL import Image
 
 import synthaug
 from synthaug import ExportConfig
-from synthaug.benchmarking import LOGREG, TEACHER, stratified_indices
+from synthaug.benchmarking import LOGREG, stratified_indices
 from synthaug.report import format_table
-from synthaug.errors import DataError
 
 TINY = synthaug.ClassifierRecipe(steps=60, batch_size=64)
 

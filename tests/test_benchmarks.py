@@ -53,3 +53,24 @@ def test_bench_fresh(tiny_run, tmp_path):
     assert "| fresh every epoch |" in stdout and "| fresh + soft labels |" in stdout
     assert result["images_per_epoch"] == 1280 and result["ratio"]["export in memory"] == 1.0
     assert set(result["seconds"]) == {"export in memory", "fresh every epoch", "fresh + soft labels"}
+
+
+@pytest.mark.slow
+def test_device_check_runs_on_the_cpu(tmp_path):
+    """The GPU machine's one command, in its quick CPU form: every section measures something real."""
+    stdout, result = _bench("device_check", ["--device", "cpu", "--quick"], tmp_path)
+    assert "| forward | dcgan 64 px bf16 |" in stdout and "| export hdf5 |" in stdout
+    forward = {(r["arch"], r["side"], r["precision"]): r for r in result["forward"]}
+    assert set(forward) == {(a, s, p) for a in ("dcgan", "sngan") for s in (32, 64) for p in ("fp32", "bf16")}
+    for r in forward.values():
+        assert r["tflops"] == pytest.approx(r["gflop_per_image"] * r["images_per_s"] / 1e3)
+        fitted = [b for b in r["batches"] if "images_per_s" in b]
+        assert r["best_batch"] == max(fitted, key=lambda b: b["images_per_s"])["batch"]
+    hdf5 = next(r for r in result["export"] if r["format"] == "hdf5")
+    assert hdf5["images"] == 640 and hdf5["over_bare_forward"] == pytest.approx(
+        hdf5["images_per_s"] / hdf5["bare_forward_images_per_s"])
+    assert [(r["side"], r["arch"]) for r in result["fit"]] == [(32, "dcgan"), (64, "sngan")]
+    assert all(r["images_per_s"] > 0 for r in result["fit"] + result["classifier"])
+    assert result["oom"]["ok"] and result["oom"]["same_images"] and result["oom"]["halvings"] >= 1
+    assert result["determinism"]["default"]["identical"] and result["determinism"]["deterministic"]["identical"]
+    assert result["machine"]["device"] == "cpu" and result["skipped"] == []

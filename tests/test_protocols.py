@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import synthaug
+from conftest import write_rgb_digits
 from synthaug import protocols
 from synthaug.benchmarking import TEACHER, stratified_indices
 from synthaug.config import FitSettings
@@ -130,26 +130,12 @@ def test_top_up_tops_a_folders_own_rare_classes_up(tmp_path):
                                              work=str(tmp_path / "w2")), progress=False)
 
 
-def write_big_rgb_digits(root, counts: dict[int, int], offset: int = 0):
-    """Digits as 64-px RGB PNGs (larger than the runs fitted on them), `counts[d]` images of digit d."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    for label, n in counts.items():
-        (root / f"digit{label}").mkdir(parents=True, exist_ok=True)
-        for i in np.flatnonzero(digits.target == label)[offset:offset + n]:
-            gray = (digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
-            rgb = np.stack([gray, 255 - gray, gray // 2], axis=-1)
-            Image.fromarray(rgb, mode="RGB").resize((64, 64), Image.NEAREST).save(root / f"digit{label}" / f"{i}.png")
-    return root
-
-
 @pytest.mark.slow
 def test_every_condition_sees_real_images_at_the_generators_shape(tmp_path):
     """A folder of 64-px RGB images, a run at 16 px: the comparison and the top-up both decode at 16 px."""
     data = tmp_path / "big"
-    train = write_big_rgb_digits(data / "train", {0: 40, 1: 40, 2: 10})
-    write_big_rgb_digits(data / "test", {0: 10, 1: 10, 2: 10}, offset=100)
+    train = write_rgb_digits(data / "train", {0: 40, 1: 40, 2: 10})
+    write_rgb_digits(data / "test", {0: 10, 1: 10, 2: 10}, offset=100)
     run = synthaug.fit(train, tmp_path / "run", FitSettings(arch="mlp", resolution=16, max_steps=4, batch_size=16),
                        progress=False)
     env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}

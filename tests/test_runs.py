@@ -34,8 +34,18 @@ def test_weights_that_do_not_match_the_config_are_named(tiny_run, tmp_path):
     obj = load_safe(tiny_run / "generator.pt")
     obj["model_config"]["arch"] = "dcgan"
     torch.save(obj, tmp_path / "g.pt")
-    with pytest.raises(CheckpointError, match="do not match architecture 'dcgan'"):
-        synthaug.load_generator(tmp_path / "g.pt")
+    with pytest.raises(CheckpointError, match="declares a generator of [0-9,]+ parameters, but the file holds"):
+        synthaug.load_generator(tmp_path / "g.pt")  # dcgan at this width is larger than the conv weights held
+    obj["model_config"]["arch"], obj["model_config"]["width"] = "conv", 10**7  # a width no machine could hold
+    torch.save(obj, tmp_path / "wide.pt")
+    with pytest.raises(CheckpointError, match="declares a generator of"):
+        synthaug.load_generator(tmp_path / "wide.pt")
+    obj["model_config"]["width"] = load_safe(tiny_run / "generator.pt")["model_config"]["width"]
+    obj["state_dict"] = {k: v[..., :1] if v.ndim else v for k, v in obj["state_dict"].items()}
+    obj["state_dict"]["padding"] = torch.zeros(10**6)  # enough numbers, the wrong shapes
+    torch.save(obj, tmp_path / "shapes.pt")
+    with pytest.raises(CheckpointError, match="do not match architecture 'conv'"):
+        synthaug.load_generator(tmp_path / "shapes.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="junk.pt"):
         synthaug.load_generator(tmp_path / "junk.pt")

@@ -1,8 +1,9 @@
 """Map-style datasets over exports, with torchvision's dataset contract (classes, class_to_idx, targets)."""
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,15 @@ def as_item(img: torch.Tensor, label: Any, transform: Callable | None,
     return out, (target_transform(label) if target_transform is not None else label)
 
 
+@contextlib.contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """Turn HDF5's read failures (a damaged or corrupted compressed chunk) into one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise DataError(f"{path}: damaged data ({str(exc).splitlines()[0][:160]})") from None
+
+
 class SyntheticDataset(Dataset):
     """Images and labels of a synthaug HDF5 export.
 
@@ -57,7 +67,7 @@ class SyntheticDataset(Dataset):
         self.transform, self.target_transform = transform, target_transform
         self.classes = list(self.info.class_names)
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        with h5py.File(self.path, "r") as f:
+        with readable(self.path), h5py.File(self.path, "r") as f:
             self._labels = torch.from_numpy(f[LABELS][()])
             self._soft = torch.from_numpy(f[SOFT_LABELS][()]).float() if target == "soft" else None
             nbytes = f[IMAGES].size
@@ -90,13 +100,15 @@ class SyntheticDataset(Dataset):
         """The uint8 image (C, H, W) at `index`."""
         if self._images is not None:
             return self._images[index]
-        return torch.from_numpy(self._dataset()[index])
+        with readable(self.path):
+            return torch.from_numpy(self._dataset()[index])
 
     def raw_block(self, start: int, stop: int) -> torch.Tensor:
         """uint8 images [start, stop) in one read."""
         if self._images is not None:
             return self._images[start:stop]
-        return torch.from_numpy(self._dataset()[start:stop])
+        with readable(self.path):
+            return torch.from_numpy(self._dataset()[start:stop])
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         if index < 0:
@@ -131,7 +143,8 @@ class SyntheticDataset(Dataset):
         else:
             # h5py wants increasing, unique indices: read those once, then put them back in order.
             unique, inverse = torch.unique(idx, sorted=True, return_inverse=True)
-            images = torch.from_numpy(self._dataset()[unique.numpy()])[inverse]
+            with readable(self.path):
+                images = torch.from_numpy(self._dataset()[unique.numpy()])[inverse]
         images = images.float().div_(255.0)
         targets = self._soft[idx].unbind(0) if self._soft is not None else self._labels[idx].tolist()
         return list(zip(images.unbind(0), targets))

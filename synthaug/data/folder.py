@@ -1,6 +1,8 @@
 """Labelled image folders (torchvision ImageFolder layout): scanning, split detection, decode-once cache."""
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -285,7 +287,7 @@ def load_image_folder(root: str | Path, resolution: int | None = None, channels:
     if resolution != supported_resolution(resolution):
         raise DataError(f"resolution {resolution} is not supported: use a multiple of 4, at least 8")
     cache = cache_dir() / f"{index.fingerprint()}-{resolution}px-{channels}c-v{CACHE_VERSION}.h5"
-    loaded = _read_cache(cache)
+    loaded = _read_cache(cache, (resolution, channels), len(index.paths), len(index.class_names))
     if loaded is None:
         loaded = _decode_into_cache(index, probe, resolution, channels, cache, workers, progress)
     images, labels, skipped = loaded
@@ -300,16 +302,30 @@ def load_image_folder(root: str | Path, resolution: int | None = None, channels:
     return LabelledImages(images, labels, index.class_names, index.root, tuple(skipped))
 
 
-def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """Load a decode cache, or None when absent or unreadable."""
+def _read_cache(path: Path, shape: tuple[int, int], files: int,
+                classes: int) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """Load a decode cache, or None when absent; an entry that fails validation (damaged, another shape, labels out
+    of range, counts that do not add up to the folder's files) is dropped with a one-line warning and rebuilt."""
     if not path.is_file():
         return None
+    resolution, channels = shape
     try:
         with h5py.File(path, "r") as f:
-            images = torch.from_numpy(f["images"][()])
-            labels = torch.from_numpy(f["labels"][()].astype(np.int64))
+            images_ds, labels_ds = f["images"], f["labels"]
+            n = images_ds.shape[0]
             skipped = json.loads(f.attrs["skipped"])
-    except (OSError, KeyError, ValueError):
+            if (images_ds.dtype != np.uint8 or images_ds.shape[1:] != (channels, resolution, resolution)
+                    or labels_ds.shape != (n,) or not isinstance(skipped, list) or n + len(skipped) != files):
+                raise ValueError("its shapes or counts do not match the folder")
+            images = torch.from_numpy(images_ds[()])
+            labels = torch.from_numpy(labels_ds[()].astype(np.int64))
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+            raise ValueError("its labels are out of range")
+    except Exception as exc:  # noqa: BLE001 - any damage to our own cache means: rebuild it
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        warnings.warn(f"{path}: damaged decode cache entry ({reason}); rebuilding it", stacklevel=3)
+        with contextlib.suppress(OSError):
+            path.unlink()
         return None
     return images, labels, skipped
 

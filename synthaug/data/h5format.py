@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from synthaug.data.names import check_class_names
 from synthaug.errors import DataError
 
 FORMAT_VERSION = 2  # the newest this code reads; v2 adds the optional soft_labels
@@ -84,6 +86,7 @@ def _check(path: Path, f: h5py.File, allow_incomplete: bool) -> ExportInfo:
         raise DataError(f"{path}: format version {int(version)} is newer than this synthaug reads ({FORMAT_VERSION})")
     if PROGRESS_ATTR in f.attrs and not allow_incomplete:
         raise DataError(f"{path}: export is incomplete (resume it with `synthaug export --resume`)")
+    _check_self_contained(path, f)
     for name in (IMAGES, LABELS):
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise DataError(f"{path}: dataset '{name}' is missing")
@@ -92,10 +95,12 @@ def _check(path: Path, f: h5py.File, allow_incomplete: bool) -> ExportInfo:
         raise DataError(f"{path}: 'images' must be uint8 (N, C, H, W) with C 1 or 3, got {images.dtype} {images.shape}")
     if labels.dtype != np.int64 or labels.shape != (images.shape[0],):
         raise DataError(f"{path}: 'labels' must be int64 ({images.shape[0]},), got {labels.dtype} {labels.shape}")
+    _check_declared_size(path, images.shape[0], (SOFT_LABELS in f) * 4 * max(1, len(f.attrs.get("class_names", ()))))
     raw_names = f.attrs.get("class_names")
     if raw_names is None or len(raw_names) == 0:
         raise DataError(f"{path}: class_names attribute is missing or empty")
-    names = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in raw_names)
+    names = check_class_names([n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in raw_names],
+                              path)
     if len(labels):
         lo, hi = int(np.min(labels[()])), int(np.max(labels[()]))
         if lo < 0 or hi >= len(names):
@@ -110,6 +115,31 @@ def _check(path: Path, f: h5py.File, allow_incomplete: bool) -> ExportInfo:
     chunk_rows = images.chunks[0] if images.chunks else images.shape[0]
     return ExportInfo(path, images.shape[0], tuple(images.shape[1:]), names, provenance, int(chunk_rows), has_soft,
                       int(version))
+
+
+def _check_self_contained(path: Path, f: h5py.File) -> None:
+    """Our contract is a self-contained file: no external links, soft links, external storage or virtual datasets,
+    which would make a reader serve bytes from another file on the machine."""
+    for name in f:
+        link = f.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise DataError(f"{path}: '{name}' is a {type(link).__name__} to elsewhere; an export holds its own data")
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+            kind = "external storage" if obj.external else "a virtual dataset"
+            raise DataError(f"{path}: '{name}' is {kind}; an export holds its own data")
+
+
+def _check_declared_size(path: Path, num_images: int, soft_bytes_per_image: int) -> None:
+    """The labels (and soft labels) a file declares are read whole: refuse a count this machine cannot hold."""
+    need = num_images * (8 + soft_bytes_per_image)
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no bound to check against
+        return
+    if need > free // 2:
+        raise DataError(f"{path}: declares {num_images:,} images, whose labels alone need {need / 2**30:.1f} GiB; "
+                        f"this machine has {free / 2**30:.1f} GiB free")
 
 
 def _check_soft_labels(path: Path, soft: Any, n: int, k: int, version: int) -> None:
