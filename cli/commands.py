@@ -12,6 +12,7 @@ import synthaug
 from synthaug import distributed
 from synthaug import exporting
 from synthaug.engine import PRECISIONS
+from synthaug.classify import AUGMENT_POLICIES, BATCH_MIXES, CLASSIFIER_LOSSES
 from synthaug.config import fit_settings
 from synthaug.sampler import resolve_sampling
 from synthaug.sources import resolve_source
@@ -195,6 +196,7 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
 # chosen protocol does not take is an error, never silently dropped.
 BENCHMARK_FLAGS = {
     "synthetic": "synthetic", "real": "real", "test": "test", "classifier": "recipe", "steps": "recipe",
+    "classifier_augment": "recipe", "erasing": "recipe", "classifier_mix": "recipe", "classifier_loss": "recipe",
     "seed": "recipe", "seeds": "seeds", "device": "device", "out": "out", "ratios": "ratios", "mix_recipes": "mixes",
     "labels": "labels", "logreg": "logreg", "truncation": "sampling", "latent_scale": "sampling",
     "min_confidence": "sampling", "soft_labels": "sampling", "snapshots": "sampling", "teacher_steps": "sampling",
@@ -243,6 +245,15 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
 @click.option("--classifier", type=click.Choice(synthaug.list_classifiers()), default="cnn", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Training steps per classifier.")
+@click.option("--classifier-augment", type=click.Choice(AUGMENT_POLICIES), default="shift", show_default=True,
+              help="Augmentation of every condition's classifier, per image: a random shift, plus TrivialAugmentWide "
+                   "or RandAugment (torchvision).")
+@click.option("--erasing", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Probability of random erasing per image, for every condition's classifier.")
+@click.option("--classifier-mix", type=click.Choice(BATCH_MIXES), default="none", show_default=True,
+              help="MixUp or CutMix on every hard-label batch.")
+@click.option("--classifier-loss", type=click.Choice(CLASSIFIER_LOSSES), default="ce", show_default=True,
+              help="For uneven classes: class-weighted, logit-adjusted, or class-balanced sampling.")
 @click.option("--ratios", default="0.25,0.5,1,2", show_default=True,
               help="Synthetic-per-real ratios of the mixed sets ('none': real and synthetic only).")
 @click.option("--mix-recipe", "mix_recipes", default="concat", show_default=True, metavar="R1,R2,..",
@@ -304,7 +315,9 @@ def benchmark(ctx: click.Context, **flags) -> None:
     options = PROTOCOLS.get(name).options
     values = {"real": _str(f["real"]), "test": _str(f["test"]), "seeds": f["seeds"], "device": f["device"],
               "out": _str(f["out"]), "synthetic": _str(f["synthetic"]), "labels": f["labels"],
-              "recipe": synthaug.ClassifierRecipe(arch=f["classifier"], steps=f["steps"], seed=f["seed"]),
+              "recipe": synthaug.ClassifierRecipe(arch=f["classifier"], steps=f["steps"], seed=f["seed"],
+                                                  augment=f["classifier_augment"], erasing=f["erasing"],
+                                                  mix=f["classifier_mix"], loss=f["classifier_loss"]),
               "ratios": () if f["ratios"] == "none" else _positive("--ratios", _numbers("--ratios", f["ratios"])),
               "mixes": tuple(f["mix_recipes"].split(",")), "logreg": f["logreg"], "keep": f["keep"],
               "work": _str(f["work"]), "rare": tuple(f["imbalance"].split(",")) if f["imbalance"] else None,

@@ -17,7 +17,14 @@ from synthaug.errors import SynthaugError
 from synthaug.registry import Registry
 
 
-CLASSIFIER_LOSSES = ("ce", "weighted")
+# How the classifier meets uneven classes: plain cross-entropy; weighted by inverse class frequency; logit-adjusted
+# (Menon et al. 2021, arXiv:2007.07314: log class priors added to the logits in training, tau = 1); or batches drawn
+# with equal probability per class.
+CLASSIFIER_LOSSES = ("ce", "weighted", "logit-adjusted", "balanced-sampling")
+# Augmentation policies, all on uint8 images and drawn per image: none; a random shift (the benchmark's default);
+# the shift plus torchvision's TrivialAugmentWide or RandAugment (arXiv:2103.10158, arXiv:1909.13719).
+AUGMENT_POLICIES = ("none", "shift", "trivial", "randaugment")
+BATCH_MIXES = ("none", "mixup", "cutmix")  # torchvision.transforms.v2.MixUp / CutMix, alpha 1
 
 
 @dataclass(frozen=True)
@@ -29,13 +36,19 @@ class ClassifierRecipe:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 5e-4
-    augment: bool = True  # random translation by up to 1/14 of the side (pad + crop), on the tensor
+    augment: str = "shift"  # one of AUGMENT_POLICIES; "shift": random translation by up to 1/14 of the side
     seed: int = 0
-    loss: str = "ce"  # "ce", or "weighted": cross-entropy weighted by inverse class frequency of the training set
+    loss: str = "ce"  # one of CLASSIFIER_LOSSES
+    erasing: float = 0.0  # probability of torchvision's RandomErasing, per image
+    mix: str = "none"  # one of BATCH_MIXES
 
     def __post_init__(self) -> None:
-        if self.loss not in CLASSIFIER_LOSSES:
-            raise SynthaugError(f"unknown classifier loss {self.loss!r} (one of {', '.join(CLASSIFIER_LOSSES)})")
+        for value, choices, what in ((self.loss, CLASSIFIER_LOSSES, "loss"), (self.augment, AUGMENT_POLICIES,
+                                     "augmentation policy"), (self.mix, BATCH_MIXES, "batch mix")):
+            if value not in choices:
+                raise SynthaugError(f"unknown classifier {what} {value!r} (one of {', '.join(choices)})")
+        if not 0.0 <= self.erasing <= 1.0:
+            raise SynthaugError(f"erasing probability must lie in [0, 1] (got {self.erasing})")
         if self.steps < 1 or self.batch_size < 1:
             raise SynthaugError(f"classifier steps and batch size must be at least 1 (got {self.steps}, "
                                 f"{self.batch_size})")
@@ -138,9 +151,14 @@ class TensorPool:
         """Images per class (K,)."""
         return torch.bincount(self.labels, minlength=num_classes)
 
-    def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """n (images, labels, soft labels or None)."""
-        idx = torch.randint(0, len(self), (n,), generator=gen)
+    def draw(self, n: int, gen: torch.Generator,
+             balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """n (images, labels, soft labels or None); `balanced` draws every class with equal probability."""
+        if balanced:
+            weights = (1.0 / torch.bincount(self.labels).float())[self.labels]
+            idx = torch.multinomial(weights, n, replacement=True, generator=gen)
+        else:
+            idx = torch.randint(0, len(self), (n,), generator=gen)
         return self.images[idx], self.labels[idx], self.soft[idx] if self.soft is not None else None
 
 
@@ -159,9 +177,9 @@ def _split(batch: int, shares: list[float]) -> list[int]:
     return counts + [batch - sum(counts)]
 
 
-def _batch(phase: Phase, batch: int, gen: torch.Generator, num_classes: int):
+def _batch(phase: Phase, batch: int, gen: torch.Generator, num_classes: int, balanced: bool = False):
     """One batch from a phase's pools: uint8 images, hard labels and (when any pool has them) soft targets."""
-    parts = [pool.draw(n, gen) for pool, n in zip(phase.pools, _split(batch, phase.shares)) if n > 0]
+    parts = [pool.draw(n, gen, balanced) for pool, n in zip(phase.pools, _split(batch, phase.shares)) if n > 0]
     images = torch.cat([p[0] for p in parts])
     labels = torch.cat([p[1] for p in parts])
     if all(p[2] is None for p in parts):
@@ -175,6 +193,17 @@ def inverse_frequency(phases: list[Phase], num_classes: int) -> torch.Tensor:
     balanced set."""
     counts = sum(pool.label_counts(num_classes) for ph in phases for pool in ph.pools).float()
     return counts.sum() / (num_classes * counts.clamp(min=1))
+
+
+def _augmentations(recipe: ClassifierRecipe, num_classes: int) -> tuple[Callable | None, Callable | None,
+                                                                        Callable | None]:
+    """torchvision v2 transforms of a recipe: the per-image policy (uint8), random erasing (floats), the batch mix."""
+    from torchvision.transforms import v2
+
+    policy = {"trivial": v2.TrivialAugmentWide(), "randaugment": v2.RandAugment()}.get(recipe.augment)
+    erase = v2.RandomErasing(p=recipe.erasing, value=0.0) if recipe.erasing > 0 else None
+    mixer = {"mixup": v2.MixUp(num_classes=num_classes), "cutmix": v2.CutMix(num_classes=num_classes)}.get(recipe.mix)
+    return policy, erase, mixer
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe,
@@ -205,16 +234,32 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
     if class_weights is None and recipe.loss == "weighted":
         class_weights = inverse_frequency(phases, num_classes)
     weights = class_weights.to(device) if class_weights is not None else None
+    log_prior = None
+    if recipe.loss == "logit-adjusted":
+        counts = sum(pool.label_counts(num_classes) for ph in phases for pool in ph.pools).float()
+        log_prior = torch.log(counts.clamp(min=1) / counts.sum()).to(device)
+    policy, erase, mixer = _augmentations(recipe, num_classes)
     model.train()
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
     for phase in phases:
         for _ in range(phase.steps):
-            images, labels, soft = _batch(phase, recipe.batch_size, gen, num_classes)
+            images, labels, soft = _batch(phase, recipe.batch_size, gen, num_classes,
+                                          recipe.loss == "balanced-sampling")
+            if policy is not None:  # per image: a v2 transform on a batch would draw one op for all of it
+                images = torch.stack([policy(img) for img in images])
             x = _normalise(images.to(device, non_blocking=True))
-            if recipe.augment:
+            if recipe.augment != "none":
                 x = _translate(x, gen)
-            logits = model(x.contiguous(memory_format=torch.channels_last))
+            if erase is not None:
+                x = torch.stack([erase(img) for img in x])
             target = soft.to(device) if soft is not None else labels.to(device)
+            if mixer is not None:
+                if soft is not None:
+                    raise SynthaugError("MixUp/CutMix and soft labels do not combine (give hard labels or mix none)")
+                x, target = mixer(x, target)
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+            if log_prior is not None:
+                logits = logits + log_prior
             loss = F.cross_entropy(logits, target, weight=weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()

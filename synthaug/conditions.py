@@ -21,7 +21,8 @@ from synthaug.fresh import FreshPool
 from synthaug.sampler import Sampler
 
 MIX_RECIPES = ("concat", "weighted", "finetune")
-LOSS_NAMES = {"ce": "", "weighted": " + class-weighted loss"}  # how a classifier loss shows in a condition's name
+LOSS_NAMES = {"ce": "", "weighted": " + class-weighted loss", "logit-adjusted": " + logit-adjusted loss",
+              "balanced-sampling": " + class-balanced sampling"}  # how a classifier loss shows in a condition's name
 
 
 def parse_mix_recipe(spec: str) -> tuple[str, float | None]:

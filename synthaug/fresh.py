@@ -137,8 +137,11 @@ class FreshPool:
         self._order = torch.randperm(plan.total, generator=gen)
         self._pos = 0
 
-    def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The next n (images, labels, soft labels or None), generating new epochs as needed."""
+    def draw(self, n: int, gen: torch.Generator,
+             balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The next n (images, labels, soft labels or None), generating new epochs as needed; `balanced` changes
+        nothing: the plans are class-balanced already."""
+        del balanced
         parts = []
         while n > 0:
             if self._pos >= len(self._order):

@@ -59,3 +59,27 @@ def test_classification_report_reads_the_confusion_matrix():
     assert r["accuracy"] == pytest.approx(4 / 6)
     assert r["per_class_recall"] == pytest.approx([0.5, 1.0, 0.5])
     assert r["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+@pytest.mark.parametrize("change", [{"augment": "trivial"}, {"augment": "randaugment"}, {"augment": "none"},
+                                    {"erasing": 0.5}, {"mix": "mixup"}, {"mix": "cutmix"},
+                                    {"loss": "logit-adjusted"}, {"loss": "balanced-sampling"}])
+def test_every_baseline_option_trains_deterministically_and_changes_training(digits, change):
+    recipe = ClassifierRecipe(steps=15, batch_size=32, **change)
+    a = train_classifier(digits.images, digits.labels, 10, recipe, progress=False)
+    b = train_classifier(digits.images, digits.labels, 10, recipe, progress=False)
+    plain = train_classifier(digits.images, digits.labels, 10, ClassifierRecipe(steps=15, batch_size=32),
+                             progress=False)
+    assert weights_sha256(a) == weights_sha256(b) != weights_sha256(plain)
+
+
+def test_balanced_sampling_draws_every_class_alike():
+    labels = torch.cat([torch.zeros(900, dtype=torch.long), torch.ones(100, dtype=torch.long)])
+    pool = TensorPool(torch.zeros(1000, 1, 8, 8, dtype=torch.uint8), labels)
+    drawn = pool.draw(20000, torch.Generator().manual_seed(0), balanced=True)[1]
+    assert abs(float(drawn.float().mean()) - 0.5) < 0.02  # 10% of the pool, half the draws
+    assert abs(float(pool.draw(20000, torch.Generator().manual_seed(0))[1].float().mean()) - 0.1) < 0.01
+    with pytest.raises(SynthaugError, match="unknown classifier augmentation policy 'autoaugment'"):
+        ClassifierRecipe(augment="autoaugment")
+    with pytest.raises(SynthaugError, match="erasing probability must lie in"):
+        ClassifierRecipe(erasing=2.0)
