@@ -46,6 +46,7 @@ from synthaug import ExportConfig, FitSettings
 from synthaug.classify import ClassifierRecipe, train_classifier
 from synthaug.config import ModelConfig
 from synthaug.device import resolve_device
+from synthaug.errors import is_out_of_memory
 from synthaug.engine import PRECISIONS, GenerationPlan, chunk_rows_for, iter_generated
 from synthaug.models import build_models
 from synthaug.runs import save_generator
@@ -140,13 +141,6 @@ def forward_rate(gen: torch.nn.Module, batch: int, precision: str, clock: Clock,
                 return n / elapsed
 
 
-def is_oom(exc: BaseException) -> bool:
-    """A device or host allocation failure."""
-    from synthaug.errors import is_out_of_memory
-
-    return is_out_of_memory(exc)
-
-
 def sweep(gen: torch.nn.Module, precision: str, clock: Clock, quick: bool) -> list[dict[str, Any]]:
     """Forward rates by doubling batch size until memory runs out, the rate stops rising, or the cap."""
     device = clock.device
@@ -156,7 +150,7 @@ def sweep(gen: torch.nn.Module, precision: str, clock: Clock, quick: bool) -> li
         try:
             rate = forward_rate(gen, batch, precision, clock, 0.2 if quick else 0.6)
         except (RuntimeError, MemoryError) as exc:
-            if not is_oom(exc):
+            if not is_out_of_memory(exc):
                 raise
             if device.type == "cuda":
                 torch.cuda.empty_cache()

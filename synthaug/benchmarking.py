@@ -137,11 +137,10 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
     recipe = recipe or ClassifierRecipe()
     for mix in mixes:
         parse_mix_recipe(mix)
-    label_kinds(labels, True, "")
     source = resolve_source(synthetic) if synthetic is not None else None
     is_file = isinstance(source, ExportSource)
-    if is_file and labels == "soft" and not source.has_soft_labels:
-        raise DataError(f"{source.path}: has no soft labels (export it with --soft-labels)")
+    # an export's labels are known before any image is decoded; a generator's soft labels come with its sampling
+    label_kinds(labels, source.has_soft_labels if is_file else True, source.path if source else "")
     if real_dir is None:
         if source is None:
             raise DataError("give a real training folder or a synthetic source whose run names one")

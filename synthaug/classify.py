@@ -138,6 +138,7 @@ class TensorPool:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None = None):
         self.images, self.labels, self.soft = images, labels, soft
+        self._balance: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -155,8 +156,9 @@ class TensorPool:
              balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """n (images, labels, soft labels or None); `balanced` draws every class with equal probability."""
         if balanced:
-            weights = (1.0 / torch.bincount(self.labels).float())[self.labels]
-            idx = torch.multinomial(weights, n, replacement=True, generator=gen)
+            if self._balance is None:  # per-image draw weights, 1 / its class's count: computed once
+                self._balance = (1.0 / torch.bincount(self.labels).float())[self.labels]
+            idx = torch.multinomial(self._balance, n, replacement=True, generator=gen)
         else:
             idx = torch.randint(0, len(self), (n,), generator=gen)
         return self.images[idx], self.labels[idx], self.soft[idx] if self.soft is not None else None
@@ -188,10 +190,15 @@ def _batch(phase: Phase, batch: int, gen: torch.Generator, num_classes: int, bal
     return images, labels, soft
 
 
+def label_counts(phases: list[Phase], num_classes: int) -> torch.Tensor:
+    """Images per class (K,) over every pool of `phases`: the training set's class frequencies."""
+    return sum(pool.label_counts(num_classes) for ph in phases for pool in ph.pools).float()
+
+
 def inverse_frequency(phases: list[Phase], num_classes: int) -> torch.Tensor:
     """Class weights (K,) for the "weighted" loss: inverse frequency over every pool of `phases`, mean 1 on a
     balanced set."""
-    counts = sum(pool.label_counts(num_classes) for ph in phases for pool in ph.pools).float()
+    counts = label_counts(phases, num_classes)
     return counts.sum() / (num_classes * counts.clamp(min=1))
 
 
@@ -236,7 +243,7 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
     weights = class_weights.to(device) if class_weights is not None else None
     log_prior = None
     if recipe.loss == "logit-adjusted":
-        counts = sum(pool.label_counts(num_classes) for ph in phases for pool in ph.pools).float()
+        counts = label_counts(phases, num_classes)
         log_prior = torch.log(counts.clamp(min=1) / counts.sum()).to(device)
     policy, erase, mixer = _augmentations(recipe, num_classes)
     model.train()

@@ -96,10 +96,10 @@ class GeneratorPoolSource:
         return self.sampler.soft
 
     def pool(self, num_real: int, ratio: float | None, seed: int, soft: bool) -> FreshPool:
-        """Epochs of ratio x num_real images (num_real for ratio None), class-balanced, new every epoch."""
-        del soft  # the sampler's own setting
+        """Epochs of ratio x num_real images (num_real for ratio None), class-balanced, new every epoch; with the
+        teacher's soft labels when `soft`."""
         per_class = max(1, -(-int(round((ratio or 1.0) * num_real)) // len(self.sampler.class_names)))
-        return FreshPool(self.sampler, self.sampler.per_class_plan(per_class, seed), self.remap)
+        return FreshPool(self.sampler, self.sampler.per_class_plan(per_class, seed), self.remap, soft)
 
 
 Source = TensorSource | GeneratorPoolSource

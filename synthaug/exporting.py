@@ -28,7 +28,7 @@ from synthaug._version import __version__
 from synthaug.config import ExportConfig, SamplingConfig
 from synthaug.data.folder import scan_folder
 from synthaug.data.names import inside
-from synthaug.data.h5format import (IMAGES, LABELS, PLAN_ATTR, PROGRESS_ATTR, SOFT_LABELS, create_export,
+from synthaug.data.h5format import (H5_SUFFIXES, IMAGES, LABELS, PLAN_ATTR, PROGRESS_ATTR, SOFT_LABELS, create_export,
                                     finish_export, validate_export)
 from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
@@ -38,7 +38,6 @@ from synthaug.models import ConditionalGenerator
 from synthaug.registry import Registry
 from synthaug.sampler import Sampler, resolve_sampling
 
-H5_SUFFIXES = (".h5", ".hdf5")
 FOLDER_PROVENANCE = ".synthaug-provenance.json"  # marks a folder as a synthaug export (what --overwrite may replace)
 
 
@@ -427,6 +426,7 @@ def _write_folder(job: ExportJob) -> None:
     # parallel regions then wait for the slowest one. At the lowest priority they fill the gaps instead.
     on_cpu = next(gen.parameters()).device.type == "cpu"
     in_flight: list[tuple[int, list[Future]]] = []
+    folders = [inside(part, name) for name in gen.class_names]
 
     def drain(keep: int) -> None:
         while len(in_flight) > keep:
@@ -438,7 +438,6 @@ def _write_folder(job: ExportJob) -> None:
     with ProcessPoolExecutor(max_workers=workers, initializer=_yield_cpu if on_cpu else None) as pool:
         for first, end, images, labels, _ in job.blocks(start_chunk=start):
             lo = plan.chunk_bounds(first)[0]
-            folders = [inside(part, name) for name in gen.class_names]
             paths = [str(folders[lab] / f"{lo + i:07d}.png") for i, lab in enumerate(labels)]
             step = max(1, -(-len(paths) // workers))
             futures = [pool.submit(_save_pngs, (paths[i:i + step], images[i:i + step]))

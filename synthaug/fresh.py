@@ -102,12 +102,12 @@ class FreshPool:
 
     Epoch e holds the images of `plan` drawn with seed `epoch_seed(plan.seed, e)` (epoch 0 is an export with the
     plan's seed); batches walk a seeded permutation of it, so within an epoch no image repeats and across epochs
-    every image is new. `remap` turns the generator's label indices into the caller's class order; soft labels
-    and the filter are the sampler's.
+    every image is new. `remap` turns the generator's label indices into the caller's class order; `soft` adds the
+    sampler's teacher probabilities; the filter is the sampler's.
     """
 
-    def __init__(self, sampler: Sampler, plan: GenerationPlan, remap: torch.Tensor):
-        self.sampler, self.plan, self.remap = sampler, plan, remap
+    def __init__(self, sampler: Sampler, plan: GenerationPlan, remap: torch.Tensor, soft: bool = False):
+        self.sampler, self.plan, self.remap, self.soft_labels = sampler, plan, remap, soft
         self.image_shape = sampler.image_shape
         self.epoch = -1
         self.images_generated = 0
@@ -125,11 +125,11 @@ class FreshPool:
         """Generate the next epoch's images and a permutation to walk."""
         self.epoch += 1
         plan = self.sampler.epoch(self.plan, self.epoch)
-        blocks = list(self.sampler.blocks(plan))
+        blocks = list(self.sampler.blocks(plan, soft=self.soft_labels))
         self.images = torch.from_numpy(np.concatenate([b.images for b in blocks]))
         self.labels = self.remap[torch.from_numpy(np.concatenate([b.labels for b in blocks]))]
         self.soft = None
-        if self.sampler.soft:
+        if self.soft_labels:
             soft = torch.from_numpy(np.concatenate([b.soft for b in blocks]))
             self.soft = torch.zeros_like(soft)
             self.soft[:, self.remap] = soft  # columns into the caller's class order

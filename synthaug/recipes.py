@@ -51,6 +51,7 @@ class FitRecipe:
     ema: bool
     resolution: int
     settings: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    width: int | None = None  # None: the architecture's own
     reasons: tuple[str, ...] = ()
 
     def describe(self) -> str:
@@ -85,7 +86,7 @@ def default_recipe(index: FolderIndex, device: torch.device, probe: dict | None 
         else:
             reasons.append(f"resolution {resolution} ({'RGB' if channels == 3 else 'grayscale'}, the images' "
                            f"own size)")
-    arch, ema, cost = _network(resolution, gpu, alternatives, settings, reasons)
+    arch, ema, cost, width = _network(resolution, gpu, alternatives, settings, reasons)
     if "augment" not in user and "augment" not in settings:
         if n < SMALL_FOLDER:
             settings["augment"] = "translation,cutout"
@@ -105,21 +106,22 @@ def default_recipe(index: FolderIndex, device: torch.device, probe: dict | None 
         where = "a GPU budget not yet measured on a GPU" if gpu else "about 10 minutes on 2 CPU cores"
         reasons.append(f"{epochs} epochs: {epochs * n:,} images shown for {n} images at {resolution} px, {where} "
                        f"(set --epochs or --minutes to override)")
-    return FitRecipe(arch, ema, resolution, settings, tuple(reasons))
+    return FitRecipe(arch, ema, resolution, settings, width, tuple(reasons))
 
 
 def _network(resolution: int, gpu: bool, alternatives: str, settings: dict[str, Any],
-             reasons: list[str]) -> tuple[str, bool, float]:
-    """(arch, EMA, cost per image against dcgan's) for a side and device; fills the width and batch it sets."""
+             reasons: list[str]) -> tuple[str, bool, float, int | None]:
+    """(arch, EMA, cost per image against dcgan's, width or None) for a side and device; fills the batch and
+    DiffAugment it sets."""
     if resolution >= RESIDUAL_FROM:
-        settings["width"] = 64 if gpu else 32
+        width = 64 if gpu else 32
         settings["batch_size"] = 128 if gpu else 64
         settings["augment"] = "translation,cutout,color"
-        reasons.append(f"arch sngan + EMA, width {settings['width']}, batch {settings['batch_size']}, hinge loss, "
+        reasons.append(f"arch sngan + EMA, width {width}, batch {settings['batch_size']}, hinge loss, "
                        f"DiffAugment translation,cutout,color: at {resolution} px DCGAN-style networks degrade; a "
                        f"residual spectral-norm network with DiffAugment is the field's usual choice (not yet "
                        f"measured here at this size)")
-        return "sngan", True, SNGAN_COST
+        return "sngan", True, SNGAN_COST, width
     if gpu:
         settings["batch_size"] = 256
         reasons.append(f"arch dcgan + EMA + mode seeking, batch 256: the best measured recipe at {resolution} px on "
@@ -128,7 +130,7 @@ def _network(resolution: int, gpu: bool, alternatives: str, settings: dict[str, 
     else:
         reasons.append(f"arch dcgan + EMA + mode seeking: the best measured recipe on CPUs and at minutes-long "
                        f"budgets ({alternatives})")
-    return "dcgan", True, 1.0
+    return "dcgan", True, 1.0, None
 
 
 def recipe_for_folder(data_dir: Any, device: torch.device, resolution: int | None = None,

@@ -122,7 +122,7 @@ def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "
     path = generator_file(run_or_checkpoint)
     obj = load_safe(path)
     cfg = model_config_from(obj, str(path))
-    _check_declared_size(cfg, obj, path)
+    _check_declared_network(cfg, obj, path)
     gen, _ = build_models(cfg)
     try:
         gen.load_state_dict(obj["state_dict"])
@@ -141,7 +141,7 @@ def load_generator(run_or_checkpoint: str | Path, device: str | torch.device = "
     return gen.eval().to(device)
 
 
-def _check_declared_size(cfg: ModelConfig, obj: dict[str, Any], path: Path) -> None:
+def _check_declared_network(cfg: ModelConfig, obj: dict[str, Any], path: Path) -> None:
     """A generator file's config must not declare a larger network than the weights it holds: the network is sized
     on the meta device (nothing allocated) before it is built for real."""
     state = obj.get("state_dict")

@@ -143,11 +143,15 @@ class Sampler:
             return None
         return SampleFilter(functools.partial(predict, self.teacher), self.sampling.min_confidence)
 
-    def blocks(self, plan: GenerationPlan, *, sample_filter: SampleFilter | None = None, **engine: Any) -> Iterator[Block]:
+    def blocks(self, plan: GenerationPlan, *, sample_filter: SampleFilter | None = None, soft: bool | None = None,
+               **engine: Any) -> Iterator[Block]:
         """The engine's blocks of `plan` (`engine`: batch_size, precision, compile, start_chunk, chunks); a new
-        filter per call unless `sample_filter` is given."""
+        filter per call unless `sample_filter` is given; soft labels when `soft` (default: the sampler's own)."""
         keep = sample_filter if sample_filter is not None else self.new_filter()
-        teacher = functools.partial(predict, self.teacher) if self.soft else None
+        soft = self.soft if soft is None else soft
+        if soft and self.teacher is None:
+            raise SynthaugError(f"{self.source}: soft labels need a teacher (open the sampler with soft=True)")
+        teacher = functools.partial(predict, self.teacher) if soft else None
         return iter_generated(self.generators, plan, sample_filter=keep, teacher=teacher, **engine)
 
     def epoch(self, plan: GenerationPlan, epoch: int) -> GenerationPlan:

@@ -9,13 +9,10 @@ from typing import Any
 
 import h5py
 
-from synthaug.data.h5format import ExportInfo, validate_export
+from synthaug.data.h5format import H5_SUFFIXES, ExportInfo, validate_export
 from synthaug.errors import DataError
 from synthaug.pretrained import list_pretrained, pretrained_path
 from synthaug.runs import generator_file, load_safe, model_config_from, read_run_config, training_folder
-
-H5_SUFFIXES = (".h5", ".hdf5")
-
 
 @dataclass(frozen=True)
 class ExportSource:

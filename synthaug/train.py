@@ -258,16 +258,15 @@ def resolve_fit(data_dir: str | Path, settings: FitSettings, device: torch.devic
     architecture is set), then the architecture's defaults."""
     user = settings.set()
     reasons: tuple[str, ...] = ()
-    arch, resolution, ema, recipe_settings = settings.arch, settings.resolution, settings.ema, {}
+    arch, resolution, ema, recipe_settings, recipe_width = settings.arch, settings.resolution, settings.ema, {}, None
     if arch is None:
         from synthaug.recipes import recipe_for_folder
 
         recipe = recipe_for_folder(data_dir, device, resolution, user)
         arch, resolution, reasons, recipe_settings = recipe.arch, recipe.resolution, recipe.reasons, recipe.settings
-        ema = recipe.ema if ema is None else ema
+        ema, recipe_width = (recipe.ema if ema is None else ema), recipe.width
     spec = get_arch(arch)
-    recipe_settings = dict(recipe_settings)
-    width = settings.width or recipe_settings.pop("width", None) or spec.default_width
+    width = settings.width or recipe_width or spec.default_width
     values = {**spec.train_defaults, **recipe_settings, **settings.train_fields()}
     if "betas" in values:
         values["betas"] = tuple(values["betas"])

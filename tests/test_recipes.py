@@ -26,10 +26,10 @@ def test_past_32_px_the_recipe_trains_a_residual_network(tmp_path):
     assert (cpu.arch, cpu.resolution) == ("dcgan", 32) and "set --resolution" in cpu.reasons[0]
     gpu = recipe_for_folder(big, torch.device("cuda"))  # the recipe reads only the device's kind
     assert (gpu.arch, gpu.resolution, gpu.ema) == ("sngan", 64, True)
-    assert gpu.settings["width"] == 64 and gpu.settings["batch_size"] == 128
+    assert gpu.width == 64 and gpu.settings["batch_size"] == 128
     assert gpu.settings["augment"] == "translation,cutout,color" and any("not yet measured" in r for r in gpu.reasons)
     asked = recipe_for_folder(big, torch.device("cpu"), resolution=64)
-    assert asked.arch == "sngan" and asked.settings["width"] == 32
+    assert asked.arch == "sngan" and asked.width == 32
     assert asked.settings["epochs"] < cpu.settings["epochs"]  # an sngan image at 64 px costs more
     huge = write_rgb_digits(tmp_path / "huge", {0: 4, 1: 4}, side=256)
     assert recipe_for_folder(huge, torch.device("cuda")).resolution == 128

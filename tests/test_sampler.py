@@ -62,3 +62,15 @@ def test_sampling_settings_resolve_from_the_call_then_the_run_then_the_defaults(
     assert resolve_sampling(tiny_run, None, {"latent_scale": 1.5, "truncation": None}).latent_scale == 1.5
     with pytest.raises(SynthaugError, match="no such generator snapshot"):
         Sampler(tiny_run, SamplingConfig(snapshots=("epoch_9999.pt",)))
+
+
+def test_hard_and_soft_conditions_share_a_sampler_but_not_their_labels(tiny_run, digits_dir):
+    """One sampler opened for soft labels serves hard-label conditions too: their pools carry no soft labels."""
+    real = synthaug.load_image_folder(digits_dir, progress=False)
+    sampler = Sampler(tiny_run, SamplingConfig(), soft=True, teacher=teacher_on(real, steps=5))
+    source = GeneratorPoolSource(sampler, real.class_names)
+    gen = torch.Generator().manual_seed(0)
+    assert source.pool(100, None, 0, soft=False).draw(8, gen)[2] is None
+    assert source.pool(100, None, 0, soft=True).draw(8, gen)[2].shape == (8, 10)
+    with pytest.raises(SynthaugError, match="soft labels need a teacher"):
+        next(Sampler(tiny_run).blocks(sampler.per_class_plan(1, 0), soft=True))

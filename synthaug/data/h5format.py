@@ -19,6 +19,7 @@ IMAGES, LABELS, SOFT_LABELS = "images", "labels", "soft_labels"
 SOFT_SUM_TOLERANCE = 1e-3
 PROGRESS_ATTR = "synthaug_chunks_done"  # present only while an export is incomplete
 PLAN_ATTR = "synthaug_plan"
+H5_SUFFIXES = (".h5", ".hdf5")  # what an export's file name ends with
 
 
 @dataclass(frozen=True)
