@@ -29,7 +29,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         syn = synthaug.export(args.run, Path(tmp) / "s.h5", ExportConfig(per_class=args.per_class), progress=False)
         report = synthaug.benchmark(args.real, args.test, syn, recipe=synthaug.ClassifierRecipe(steps=args.steps),
-                                    progress=False)
+                                    progress=False, baseline=None)  # the generator's quality, not a recipe
         metrics = synthaug.evaluate(syn, args.real, progress=False)
     print(format_table(report))
     print()

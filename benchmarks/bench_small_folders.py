@@ -22,6 +22,7 @@ import numpy as np
 
 import synthaug
 from synthaug import protocols
+from synthaug.benchmarking import uneven_indices
 from synthaug.data.folder import scan_folder
 from synthaug.runs import GENERATOR_FILE
 
@@ -30,13 +31,8 @@ def uneven_cut(data: Path, total: int, out: Path, spread: float = 4.0) -> Path:
     """`out/train` with `total` images of `data/train` in class sizes spread linearly over `spread`x, and
     `out/test` linked to `data/test`."""
     index = scan_folder(data / "train")
-    k = len(index.class_names)
-    rng = np.random.default_rng(0)
-    sizes = np.linspace(1.0, spread, k)[rng.permutation(k)]
-    sizes = np.floor(sizes / sizes.sum() * total).astype(int)
-    labels = np.asarray(index.labels)
-    keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:sizes[c]] for c in range(k)])
-    train = protocols.subset_folder(data / "train", out / "train", np.sort(keep))
+    keep = uneven_indices(np.asarray(index.labels), total, spread)
+    train = protocols.subset_folder(data / "train", out / "train", keep)
     if not (out / "test").exists():
         (out / "test").symlink_to((data / "test").resolve())
     return train
@@ -64,16 +60,16 @@ def main() -> None:
     t = time.perf_counter()
     tuned = synthaug.tune(run)
     times["tune_s"] = time.perf_counter() - t
-    ratio = tuned["recommended_ratio"]
+    ratio = tuned["advice"]["synthetic"]["ratio"] if tuned["advice"]["synthetic"] else 0.0
     t = time.perf_counter()
     labels = "soft" if tuned["sampling"]["soft_labels"] else "hard"
     report = synthaug.benchmark(train, None, run, recipe=recipe, ratios=(ratio or 1.0,), seeds=args.seeds,
-                                labels=labels, progress=False)
+                                labels=labels, progress=False, baseline=None)
     times["benchmark_s"] = time.perf_counter() - t
     t = time.perf_counter()
     options = protocols.TopUpOptions(synthetic=str(run), real=str(train), seeds=args.seeds, recipe=recipe,
-                                     work=str(work / "top-up"))
-    rare = protocols.top_up(options, progress=False, conditions=("real + synthetic top-up",))
+                                     work=str(work / "top-up"), baseline=None)
+    rare = protocols.top_up(options, progress=False, rows=("top-up",))
     times["top_up_s"] = time.perf_counter() - t
     res = report["results"]
     tag = " (soft labels)" if labels == "soft" else ""

@@ -12,7 +12,8 @@ import synthaug
 from synthaug import distributed
 from synthaug import exporting
 from synthaug.engine import PRECISIONS
-from synthaug.classify import AUGMENT_POLICIES, BATCH_MIXES, CLASSIFIER_LOSSES
+from synthaug.classify import (AUGMENT_BASELINES, AUGMENT_POLICIES, BATCH_MIXES, CLASSIFIER_LOSSES, IMBALANCE_BASELINES,
+                              with_baseline)
 from synthaug.config import fit_settings
 from synthaug.sampler import resolve_sampling
 from synthaug.sources import resolve_source
@@ -101,6 +102,28 @@ def fit(data: Path, out: Path | None, arch: str | None, resume: bool, quiet: boo
                    f"synthaug benchmark --synthetic {run}")
 
 
+def baseline_option(f):
+    """--baseline, shared by benchmark and tune."""
+    return click.option(
+        "--baseline", default="auto", show_default=True, metavar="auto|off|NAME[ + LOSS]",
+        help="The classifier baseline synthetic data is judged on top of: 'auto' chooses it on a validation split "
+             "of the training folder (or takes tune's advice for the run); 'off' trains every condition with the "
+             f"classifier flags as given; or one of {', '.join(AUGMENT_BASELINES)}, optionally ' + ' one of "
+             f"{', '.join(IMBALANCE_BASELINES)}.")(f)
+
+
+def _baseline(value: str) -> str | None:
+    """--baseline's value for the library: None for 'off'; an unknown name is a one-line usage error."""
+    if value == "off":
+        return None
+    if value != "auto":
+        try:
+            with_baseline(synthaug.ClassifierRecipe(), value)
+        except synthaug.SynthaugError as exc:
+            raise click.UsageError(f"--baseline: {exc}") from None
+    return value
+
+
 def _sampling_overrides(truncation: float | None, latent_scale: float | None, min_confidence: float | None,
                         soft_labels: bool | None, snapshots: str | None, teacher_steps: int | None) -> dict:
     """The sampling flags a user set (None: not set, so the run's sampling.json or the default stands)."""
@@ -137,7 +160,8 @@ def sampling_options(f):
         click.option("--snapshots", default=None, metavar="E1,E2,..",
                      help="Pool these generator snapshots of the run (names under RUN/generators/)."),
         click.option("--teacher-steps", type=int, default=None, metavar="N",
-                     help="Training steps of the teacher (soft labels, filter) [default: sampling.json or 1500]."),
+                     help="Training steps of the teacher (soft labels, filter) [default: sampling.json, else 40 "
+                          "epochs of the real folder, 500 to 6,000 steps]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -202,7 +226,7 @@ BENCHMARK_FLAGS = {
     "min_confidence": "sampling", "soft_labels": "sampling", "snapshots": "sampling", "teacher_steps": "sampling",
     "real_fraction": "fractions", "keep": "keep", "imbalance": "rare", "fit_minutes": "fit", "fit_steps": "fit",
     "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "class_balance": "fit", "work": "work",
-    "headroom": None, "top_up": None, "quiet": None,
+    "baseline": "baseline", "headroom": None, "top_up": None, "quiet": None,
 }
 
 
@@ -262,6 +286,7 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
 @click.option("--labels", type=click.Choice(["auto", "hard", "soft"]), default="auto", show_default=True,
               help="Train synthetic conditions on hard labels, on the teacher's soft labels, or both when available.")
 @sampling_options
+@baseline_option
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat every condition with this many seeds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="First classifier seed.")
@@ -321,6 +346,7 @@ def benchmark(ctx: click.Context, **flags) -> None:
               "ratios": () if f["ratios"] == "none" else _positive("--ratios", _numbers("--ratios", f["ratios"])),
               "mixes": tuple(f["mix_recipes"].split(",")), "logreg": f["logreg"], "keep": f["keep"],
               "work": _str(f["work"]), "rare": tuple(f["imbalance"].split(",")) if f["imbalance"] else None,
+              "baseline": _baseline(f["baseline"]),
               "fractions": _numbers("--real-fraction", f["real_fraction"]) if f["real_fraction"] else None}
     if "fit" in takes:
         base = next(x for x in dataclasses.fields(options) if x.name == "fit").default
@@ -410,22 +436,26 @@ def select_best(run: Path, from_epoch: int, quiet: bool) -> None:
               help="Training folder to split [default: the run's]. Its test/ sibling is never opened.")
 @click.option("--holdout", type=float, default=0.1, show_default=True, help="Validation share of each class.")
 @click.option("--steps", type=int, default=400, show_default=True, help="Steps of each trial's classifier.")
-@click.option("--teacher-steps", type=int, default=1500, show_default=True, help="Steps of the teacher.")
+@click.option("--teacher-steps", type=int, default=None,
+              help="Steps of the teacher [default: its budget follows the folder; the better of it and twice it].")
+@baseline_option
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
-def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teacher_steps: int, device: str,
-         quiet: bool) -> None:
-    """Choose snapshots, latent scale, filter and labels of RUN by validation accuracy; write RUN/sampling.json."""
+def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teacher_steps: int | None, baseline: str,
+         device: str, quiet: bool) -> None:
+    """Advise the best whole recipe for RUN's folder (classifier baseline, then whether and how to add RUN's
+    images) by validation accuracy; write it into RUN/sampling.json, where export and benchmark find it."""
     from synthaug.tuning import TUNE_RECIPE, format_trials
 
     if not 0.0 < holdout < 1.0:
         raise click.UsageError(f"--holdout must lie strictly between 0 and 1 (got {holdout})")
-    if steps < 1 or teacher_steps < 1:
+    if steps < 1 or (teacher_steps is not None and teacher_steps < 1):
         raise click.UsageError("--steps and --teacher-steps must be at least 1")
     recipe = dataclasses.replace(TUNE_RECIPE, steps=steps)
     result = synthaug.tune(_source(run), real=real, holdout=holdout, recipe=recipe, teacher_steps=teacher_steps,
-                           device=device, progress=not quiet)
+                           device=device, progress=not quiet, baseline=_baseline(baseline))
     click.echo(format_trials(result))
-    click.echo(f"chosen: {json.dumps(result['sampling'], sort_keys=True)}")
+    click.echo(f"chosen sampling: {json.dumps(result['sampling'], sort_keys=True)}")
+    click.echo(f"tune took {result['seconds']:.0f} s")
     click.echo(result["verdict"])
     click.echo(f"wrote {result['written']}")

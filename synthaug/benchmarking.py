@@ -14,16 +14,18 @@ import numpy as np
 import torch
 
 from synthaug._version import __version__
-from synthaug.classify import ClassifierRecipe, classification_report, predict
-from synthaug.conditions import (GeneratorPoolSource, Source, export_source, parse_mix_recipe, run_conditions,
-                                 standard_conditions, summarise)
+from synthaug.classify import ClassifierRecipe, classification_report, predict, with_baseline
+from synthaug.conditions import (Condition, GeneratorPoolSource, Source, export_source, parse_mix_recipe,
+                                 run_conditions, standard_conditions, summarise)
 from synthaug.config import SamplingConfig
 from synthaug.data.folder import LabelledImages, find_split, load_image_folder
 from synthaug.device import resolve_device
 from synthaug.errors import DataError
 from synthaug.report import write_report
 from synthaug.sampler import Sampler, needs_teacher, resolve_sampling, teacher_on
-from synthaug.sources import ExportSource, SyntheticSource, resolve_source
+from synthaug.runs import read_advice
+from synthaug.selection import choose_baseline, validation_split
+from synthaug.sources import ExportSource, GeneratorSource, SyntheticSource, resolve_source
 
 LOGREG = "real (logistic regression)"
 TEACHER = "teacher alone (real data, its own recipe)"
@@ -60,6 +62,27 @@ def stratified_indices(labels: np.ndarray, fraction: float, seed: int = 0) -> np
     keep = [rng.permutation(np.flatnonzero(labels == c))[:max(1, int(round(fraction * (labels == c).sum())))]
             for c in np.unique(labels)]
     return np.sort(np.concatenate(keep))
+
+
+def uneven_indices(labels: np.ndarray, total: int, spread: float = 4.0, seed: int = 0) -> np.ndarray:
+    """Sorted indices of about `total` images in class sizes spread linearly over `spread`x, in a seeded random
+    class order: the kind of uneven folder users bring."""
+    k = int(labels.max()) + 1
+    rng = np.random.default_rng(seed)
+    sizes = np.linspace(1.0, spread, k)[rng.permutation(k)]
+    sizes = np.floor(sizes / sizes.sum() * total).astype(int)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:sizes[c]] for c in range(k)]))
+
+
+def rare_cut_indices(labels: np.ndarray, rare_ids: Sequence[int], keep: float) -> np.ndarray:
+    """Sorted indices of every image, except that each class of `rare_ids` keeps a seeded `keep` share of its own."""
+    out = []
+    for c in range(int(labels.max()) + 1):
+        members = np.flatnonzero(labels == c)
+        if c in rare_ids:  # a seeded random `keep` share of the class (at least one image)
+            members = members[stratified_indices(np.zeros(len(members), dtype=np.int64), keep, 0)]
+        out.append(members)
+    return np.sort(np.concatenate(out))
 
 
 def fraction_of(real: LabelledImages, fraction: float, seed: int = 0) -> LabelledImages:
@@ -105,24 +128,51 @@ def synthetic_pool(source: SyntheticSource, real: LabelledImages, labels: str, s
     generator, the sampling settings used."""
     if isinstance(source, ExportSource):
         pool = export_source(source.path, real.class_names)
-        steps = source.provenance.get("teacher_steps") or 1500
-        teacher = teacher_on(real, steps, device, progress) \
-            if pool.has_soft else None
+        p = source.provenance
+        teacher = teacher_on(real, p.get("teacher_steps"), device, progress,
+                             baseline=(p.get("sampling") or {}).get("teacher_baseline")) if pool.has_soft else None
         return pool, teacher, None
     used = resolve_sampling(source.path, sampling)
     soft = labels == "soft" or (labels == "auto" and used.soft_labels)
     teacher = None
     if needs_teacher(used, soft):
-        teacher = teacher_on(real, used.teacher_steps, device, progress)
+        teacher = teacher_on(real, used.teacher_steps, device, progress, baseline=used.teacher_baseline)
     sampler = Sampler(source.path, used, device=device, soft=soft, teacher=teacher)
     return GeneratorPoolSource(sampler, real.class_names), teacher, used
+
+
+def resolve_baseline(baseline: str | None, real: LabelledImages, recipe: ClassifierRecipe,
+                     source: SyntheticSource | None, device: torch.device, holdout: float,
+                     progress: bool) -> tuple[str | None, dict[str, Any] | None]:
+    """The classifier baseline every synthetic condition trains with, and how it was chosen: None (the recipe as
+    it is), a name, or "auto": the one `tune` advised for the source's run, else the best on a validation split
+    of the real training images (never the test folder)."""
+    if baseline is None:
+        return None, None
+    if baseline != "auto":
+        with_baseline(recipe, baseline)  # an unknown name fails here, before any training
+        return baseline, {"how": "named"}
+    advice = read_advice(source.path) if isinstance(source, GeneratorSource) else None
+    if advice and advice.get("baseline"):
+        return advice["baseline"], {"how": "tune's advice for the run"}
+    try:
+        train, val = validation_split(real, holdout)
+    except DataError as exc:  # too few images to hold any out: judge against the recipe as given, and say so
+        warnings.warn(f"no baseline search: {exc}; every condition trains with the recipe as given", stacklevel=2)
+        return None, {"how": f"not searched: {exc}"}
+    choice = choose_baseline(train, val, recipe, device=device, progress=progress)
+    if progress:
+        print(f"best baseline on validation ({len(val)} images of the training folder): {choice.name} "
+              f"({100 * choice.val:.2f}% balanced accuracy)")
+    return choice.name, {"how": "chosen on validation", **choice.summary()}
 
 
 def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, synthetic: str | Path | SyntheticSource | None,
               *, recipe: ClassifierRecipe | None = None, ratios: tuple[float, ...] = (1.0,), seeds: int = 1,
               logreg: bool = False, real_fraction: float = 1.0, device: str = "auto",
               out: str | Path | None = None, progress: bool = True, mixes: tuple[str, ...] = ("concat",),
-              labels: str = "auto", sampling: SamplingConfig | None = None) -> dict[str, Any]:
+              labels: str = "auto", sampling: SamplingConfig | None = None, baseline: str | None = "auto",
+              holdout: float = 0.1) -> dict[str, Any]:
     """Train one classifier per condition (real, synthetic, mixed at each ratio and mix recipe) and seed; test
     each on real data.
 
@@ -131,8 +181,10 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
     sampling.json). `labels`: "hard", "soft" (the teacher's probabilities: from the export, or for a generator a
     teacher trained on the real training folder) or "auto" (both when soft labels are available). Soft-label rows
     come with the teacher's own test accuracy. `seeds` repeats every condition with recipe seeds s, s+1, ...
-    (mean ± std); `real_fraction` keeps a stratified fraction of the real training folder. `out` is a report
-    folder (report.json, report.md, plots). Returns the report dict.
+    (mean ± std); `real_fraction` keeps a stratified fraction of the real training folder. `baseline` is the
+    classifier baseline the synthetic conditions train with and are judged against (see `resolve_baseline`; the
+    plain recipe's "real" row stays beside it). `out` is a report folder (report.json, report.md, plots). Returns
+    the report dict.
     """
     recipe = recipe or ClassifierRecipe()
     for mix in mixes:
@@ -149,12 +201,14 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
     if real_fraction < 1.0:
         real = fraction_of(real, real_fraction)
     dev = resolve_device(device)
+    best, how = resolve_baseline(baseline, real, recipe, source, dev, holdout, progress)
+    best = None if best == "plain" and recipe == with_baseline(recipe, "plain") else best
     pool = teacher = used = None
     kinds: tuple[str, ...] = ()
     if source is not None:
         pool, teacher, used = synthetic_pool(source, real, labels, sampling, dev, progress)
         kinds = label_kinds(labels, pool.has_soft, source.path)
-    conditions = standard_conditions(pool, ratios, mixes, kinds)
+    conditions = standard_conditions(pool, ratios, mixes, kinds, best)
     results = run_conditions(conditions, real, test, recipe, seeds, dev, progress)
     if teacher is not None and "soft" in kinds:
         pred = predict(teacher, test.images).argmax(1).numpy()
@@ -171,7 +225,8 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
               "sampling": dataclasses.asdict(used) if used else None, "ratios": list(ratios),
               "mixes": list(mixes), "labels": list(kinds),
               "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
-              **environment(dev)}
+              "baseline": best, "baseline_choice": how,
+              "reference": Condition(baseline=best).name if best else "real", **environment(dev)}
     if out is not None:
         write_report(report, out, synthetic=source.path if is_file else None)
     return report

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -52,6 +52,53 @@ class ClassifierRecipe:
         if self.steps < 1 or self.batch_size < 1:
             raise SynthaugError(f"classifier steps and batch size must be at least 1 (got {self.steps}, "
                                 f"{self.batch_size})")
+
+
+# The baselines a practitioner reaches for before any synthetic data, as changes to a recipe, by name. Augmentation
+# baselines train with plain cross-entropy; imbalance baselines change only the loss and go on top of the best
+# augmentation (`combine_baselines`). Random erasing at p = 0.25 is arXiv:1708.04896's setting for Fashion-MNIST.
+BASELINES: Registry[dict] = Registry("classifier baseline")
+for _name, _change in {"plain": {}, "none": {"augment": "none"}, "erasing": {"erasing": 0.25},
+                       "trivial": {"augment": "trivial"}, "trivial+erasing": {"augment": "trivial", "erasing": 0.25},
+                       "randaugment+erasing": {"augment": "randaugment", "erasing": 0.25},
+                       "mixup": {"mix": "mixup"}, "cutmix": {"mix": "cutmix"},
+                       "weighted": {"loss": "weighted"}, "logit-adjusted": {"loss": "logit-adjusted"},
+                       "balanced-sampling": {"loss": "balanced-sampling"}}.items():
+    BASELINES.add(_name, _change)
+AUGMENT_BASELINES = ("plain", "none", "erasing", "trivial", "trivial+erasing", "randaugment+erasing", "mixup",
+                     "cutmix")
+IMBALANCE_BASELINES = ("weighted", "logit-adjusted", "balanced-sampling")
+
+
+def with_baseline(recipe: ClassifierRecipe, name: str) -> ClassifierRecipe:
+    """`recipe` under the baseline `name`, or several joined by ' + ' (e.g. 'trivial + logit-adjusted'): the
+    baseline's fields replace the recipe's; an augmentation baseline resets the augmentation fields, a loss baseline
+    the loss."""
+    for part in (p.strip() for p in name.split(" + ")):
+        change = BASELINES.get(part)
+        if part in AUGMENT_BASELINES:
+            change = {"augment": "shift", "erasing": 0.0, "mix": "none", **change}
+        recipe = replace(recipe, **change)
+    return recipe
+
+
+def imbalance_part(name: str) -> str | None:
+    """The imbalance loss of a baseline name ('trivial+erasing + logit-adjusted' -> 'logit-adjusted'), or None."""
+    return next((p for p in name.split(" + ") if p in IMBALANCE_BASELINES), None)
+
+
+def describe_recipe(recipe: ClassifierRecipe) -> str:
+    """What a recipe does in words, e.g. 'TrivialAugment + random erasing + logit-adjusted loss'."""
+    parts = [{"none": "no augmentation", "shift": "random shift", "trivial": "TrivialAugment",
+              "randaugment": "RandAugment"}[recipe.augment]]
+    if recipe.erasing:
+        parts.append(f"random erasing {recipe.erasing:g}")
+    if recipe.mix != "none":
+        parts.append({"mixup": "MixUp", "cutmix": "CutMix"}[recipe.mix])
+    if recipe.loss != "ce":
+        parts.append({"weighted": "class-weighted loss", "logit-adjusted": "logit-adjusted loss",
+                      "balanced-sampling": "class-balanced sampling"}[recipe.loss])
+    return " + ".join(parts)
 
 
 class SmallCNN(nn.Module):
@@ -213,6 +260,26 @@ def _augmentations(recipe: ClassifierRecipe, num_classes: int) -> tuple[Callable
     return policy, erase, mixer
 
 
+def _mix_soft(x: torch.Tensor, target: torch.Tensor, mix: str,
+              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp or CutMix (alpha 1, each image with the next one, as torchvision's v2 transforms do) for soft
+    targets, which torchvision's transforms do not take."""
+    lam = float(torch.rand((), generator=gen))  # Beta(1, 1)
+    other_x, other_t = x.roll(1, 0), target.roll(1, 0)
+    if mix == "mixup":
+        return lam * x + (1 - lam) * other_x, lam * target + (1 - lam) * other_t
+    h, w = x.shape[-2:]
+    r = (1 - lam) ** 0.5
+    cy, cx = (int(v) for v in torch.randint(0, h, (1,), generator=gen).tolist() +
+              torch.randint(0, w, (1,), generator=gen).tolist())
+    y0, y1 = max(cy - int(h * r) // 2, 0), min(cy + int(h * r) // 2, h)
+    x0, x1 = max(cx - int(w * r) // 2, 0), min(cx + int(w * r) // 2, w)
+    x = x.clone()
+    x[..., y0:y1, x0:x1] = other_x[..., y0:y1, x0:x1]
+    lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, lam * target + (1 - lam) * other_t
+
+
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe,
                      device: torch.device | str = "cpu", class_weights: torch.Tensor | None = None,
                      progress: bool = True, desc: str = "classifier") -> nn.Module:
@@ -261,9 +328,7 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
                 x = torch.stack([erase(img) for img in x])
             target = soft.to(device) if soft is not None else labels.to(device)
             if mixer is not None:
-                if soft is not None:
-                    raise SynthaugError("MixUp/CutMix and soft labels do not combine (give hard labels or mix none)")
-                x, target = mixer(x, target)
+                x, target = mixer(x, target) if soft is None else _mix_soft(x, target, recipe.mix, gen)
             logits = model(x.contiguous(memory_format=torch.channels_last))
             if log_prior is not None:
                 logits = logits + log_prior
@@ -335,6 +400,7 @@ def trained_on_real(real: LabelledImages, recipe: ClassifierRecipe, device: str 
         model = build_classifier(recipe.arch, *shape)
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.trained_recipe = recipe  # what made it: a teacher's provenance names it
             return model.eval().to(device)
         except Exception as exc:  # noqa: BLE001 - any damage to our own cache means: train it again
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
@@ -346,12 +412,25 @@ def trained_on_real(real: LabelledImages, recipe: ClassifierRecipe, device: str 
         save_atomic(model.state_dict(), path)
     except OSError:
         pass
+    model.trained_recipe = recipe
     return model
 
 
-def teacher_recipe(steps: int) -> ClassifierRecipe:
-    """The recipe of a soft-label teacher and confidence filter: the benchmark CNN at `steps` steps, seed 0."""
-    return ClassifierRecipe(steps=steps, seed=0)
+# A teacher trains for this many epochs of its folder, within these bounds: enough to converge on a small folder
+# (a few hundred images reach their best validation accuracy well inside 40 epochs), bounded on a large one.
+TEACHER_EPOCHS, TEACHER_MIN_STEPS, TEACHER_MAX_STEPS = 40, 500, 6000
+
+
+def teacher_budget(num_images: int, batch_size: int = 128) -> int:
+    """The teacher's step budget for a folder of `num_images`: TEACHER_EPOCHS epochs, within the bounds."""
+    return int(min(TEACHER_MAX_STEPS, max(TEACHER_MIN_STEPS, round(TEACHER_EPOCHS * num_images / batch_size))))
+
+
+def teacher_recipe(steps: int, baseline: str | None = None) -> ClassifierRecipe:
+    """The recipe of a soft-label teacher and confidence filter: the benchmark CNN at `steps` steps, seed 0, under
+    the classifier baseline `baseline` (None: plain)."""
+    recipe = ClassifierRecipe(steps=steps, seed=0)
+    return with_baseline(recipe, baseline) if baseline else recipe
 
 
 def weights_sha256(model: nn.Module) -> str:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from synthaug.classify import (ClassifierRecipe, Phase, TensorPool, classification_report, predict,
-                               train_on_phases)
+                               train_on_phases, with_baseline)
 from synthaug.data.dataset import SyntheticDataset, load_synthetic, synthetic_subset
 from synthaug.data.folder import LabelledImages
 from synthaug.errors import DataError
@@ -21,8 +21,9 @@ from synthaug.fresh import FreshPool
 from synthaug.sampler import Sampler
 
 MIX_RECIPES = ("concat", "weighted", "finetune")
-LOSS_NAMES = {"ce": "", "weighted": " + class-weighted loss", "logit-adjusted": " + logit-adjusted loss",
-              "balanced-sampling": " + class-balanced sampling"}  # how a classifier loss shows in a condition's name
+# how a loss-only baseline shows in a condition's name; any other baseline shows as " + <its name>"
+LOSS_NAMES = {"weighted": " + class-weighted loss", "logit-adjusted": " + logit-adjusted loss",
+              "balanced-sampling": " + class-balanced sampling"}
 
 
 def parse_mix_recipe(spec: str) -> tuple[str, float | None]:
@@ -109,14 +110,15 @@ Source = TensorSource | GeneratorPoolSource
 class Condition:
     """One way to train the classifier: the real images, plus (or instead) images of `source` at `ratio` extra
     images per real one (None: all of an in-memory source, one real-sized epoch of a generator), met by `mix`,
-    with hard or soft labels and the classifier loss `loss` (None: the run's recipe)."""
+    with hard or soft labels, trained under the classifier baseline `baseline` (e.g. "trivial+erasing + logit-adjusted";
+    None: the run's recipe as it is)."""
 
     source: Source | None = None
     ratio: float | None = None
     with_real: bool = True
     mix: str = "concat"
     soft: bool = False
-    loss: str | None = None
+    baseline: str | None = None
 
     def __post_init__(self) -> None:
         parse_mix_recipe(self.mix)
@@ -135,7 +137,8 @@ class Condition:
         else:
             base = self.source.mixed + ("" if self.ratio is None else f" x{self.ratio:g}")
             base += "" if self.mix == "concat" else f" {self.mix}"
-        return base + LOSS_NAMES.get(self.loss or "ce", f" + {self.loss} loss") + (" (soft labels)" if self.soft else "")
+        extra = "" if self.baseline is None else LOSS_NAMES.get(self.baseline, f" + {self.baseline}")
+        return base + extra + (" (soft labels)" if self.soft else "")
 
 
 def phases_for(condition: Condition, real: LabelledImages, seed: int, steps: int) -> list[Phase]:
@@ -162,15 +165,16 @@ def phases_for(condition: Condition, real: LabelledImages, seed: int, steps: int
 
 
 def standard_conditions(source: Source | None, ratios: Sequence[float], mixes: Sequence[str],
-                        labels: Sequence[str]) -> list[Condition]:
-    """Real; then per label kind the source alone and every ratio x mix recipe with the real images."""
-    out = [Condition()]
+                        labels: Sequence[str], baseline: str | None = None) -> list[Condition]:
+    """Real; real under `baseline` (when given); then per label kind the source alone and every ratio x mix recipe
+    with the real images, all under `baseline`."""
+    out = [Condition()] + ([Condition(baseline=baseline)] if baseline else [])
     if source is None:
         return out
     for kind in labels:
         soft = kind == "soft"
-        out.append(Condition(source, None, with_real=False, soft=soft))
-        out += [Condition(source, r, mix=m, soft=soft) for r in ratios for m in mixes]
+        out.append(Condition(source, None, with_real=False, soft=soft, baseline=baseline))
+        out += [Condition(source, r, mix=m, soft=soft, baseline=baseline) for r in ratios for m in mixes]
     return out
 
 
@@ -190,8 +194,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def train_condition(condition: Condition, real: LabelledImages, recipe: ClassifierRecipe, device: torch.device,
                     progress: bool = False) -> tuple[torch.nn.Module, int]:
     """A classifier trained from scratch under `condition`, and how many distinct images it drew from."""
-    if condition.loss is not None:
-        recipe = dataclasses.replace(recipe, loss=condition.loss)
+    if condition.baseline is not None:
+        recipe = with_baseline(recipe, condition.baseline)
     phases = phases_for(condition, real, recipe.seed, recipe.steps)
     model = train_on_phases(phases, len(real.class_names), recipe, device, progress=progress,
                             desc=f"{condition.name} (seed {recipe.seed})")

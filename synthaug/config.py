@@ -128,7 +128,8 @@ class SamplingConfig:
     snapshots: tuple[str, ...] | None = None
     min_confidence: float | None = None
     soft_labels: bool = False
-    teacher_steps: int = 1500
+    teacher_steps: int | None = None  # None: the budget follows the real folder's size (`classify.teacher_budget`)
+    teacher_baseline: str | None = None  # the teacher's classifier baseline, e.g. "logit-adjusted" (None: plain)
 
     def __post_init__(self) -> None:
         if self.truncation is not None and not self.truncation > 0:
@@ -137,7 +138,7 @@ class SamplingConfig:
             raise SynthaugError(f"latent scale must lie in (0, 10] (got {self.latent_scale})")
         if self.min_confidence is not None and not 0.0 < self.min_confidence < 1.0:
             raise SynthaugError(f"min-confidence must lie strictly between 0 and 1 (got {self.min_confidence})")
-        if self.teacher_steps < 1:
+        if self.teacher_steps is not None and self.teacher_steps < 1:
             raise SynthaugError(f"teacher steps must be at least 1 (got {self.teacher_steps})")
         if self.snapshots is not None and not self.snapshots:
             raise SynthaugError("snapshots, when given, must name at least one generator file")

@@ -195,6 +195,7 @@ def _job(sampler: Sampler, out: Path, config: ExportConfig, plan: GenerationPlan
     key = plan_key(plan, shas[0] if len(shas) == 1 else ",".join(shas), sampling.min_confidence, config.precision,
                    teacher_sha, sampler.soft)
     real = str(sampler.real) if sampler.real is not None else None
+    teacher = getattr(sampler.teacher, "trained_recipe", None)
     provenance = {"run": str(sampler.source.resolve()), "checkpoint": str(gen.source_path.resolve()),
                   "checkpoint_sha256": shas[0], "seed": config.seed, "per_class": config.per_class,
                   "balance_to": config.balance_to, "target": config.target,
@@ -204,7 +205,8 @@ def _job(sampler: Sampler, out: Path, config: ExportConfig, plan: GenerationPlan
                   "precision": config.precision, "soft_labels": sampling.soft_labels,
                   "teacher_real": real if sampler.soft else None,
                   "teacher_sha256": teacher_sha if sampler.soft else None,
-                  "teacher_steps": sampling.teacher_steps if sampler.teacher is not None else None,
+                  "teacher_steps": teacher.steps if teacher is not None else None,
+                  "teacher_recipe": dataclasses.asdict(teacher) if teacher is not None else None,
                   "sampling": dataclasses.asdict(sampling), "export_config": dataclasses.asdict(config),
                   "synthaug_version": __version__,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

@@ -17,23 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from synthaug.benchmarking import (benchmark, environment, load_real_and_test, stratified_indices,
-                                   test_split_of)
+from synthaug.benchmarking import (benchmark, environment, load_real_and_test, rare_cut_indices, resolve_baseline,
+                                   stratified_indices, test_split_of)
 from synthaug.classify import ClassifierRecipe
 from synthaug.conditions import Condition, TensorSource, export_source, run_conditions, standard_conditions
 from synthaug.config import ExportConfig, FitSettings, SamplingConfig
-from synthaug.data.folder import scan_folder
+from synthaug.data.folder import load_image_folder, scan_folder
 from synthaug.device import resolve_device
 from synthaug.errors import DataError
 from synthaug.exporting import export
 from synthaug.registry import Registry
-from synthaug.report import (default_report_dir, format_table, below_real, imbalance_table, low_data_table,
+from synthaug.report import (default_report_dir, format_table, below_reference, imbalance_table, low_data_table,
                              write_protocol_report)
 from synthaug.runs import has_training_state, is_finished, mark_finished
+from synthaug.classify import predict, with_baseline
+from synthaug.data.folder import LabelledImages
+from synthaug.sampler import teacher_on
+from synthaug.selection import RARE_SHARE, rare_classes, validation_split
+from synthaug.topup import choose_top_up, shape_top_up
 from synthaug.sources import ExportSource, GeneratorSource, resolve_source
 
-RARE_SHARE = 0.5  # a class under this share of the largest class's images counts as rare
 FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes or steps budget; the epoch count only caps them
 PROTOCOL_FIT = FitSettings(minutes=10.0, augment="translation,cutout", epochs=FIT_EPOCHS_CAP)
 
@@ -48,6 +53,7 @@ class CommonOptions:
     seeds: int = 1
     device: str = "auto"
     out: str | None = None  # the report folder (default: reports/<data name>-<time>)
+    baseline: str | None = "auto"  # the classifier baseline synthetic data is judged on top of (see `benchmark`)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -209,7 +215,7 @@ def compare(o: CompareOptions, progress: bool = True) -> dict[str, Any]:
         raise DataError(f"{o.synthetic}: sampling settings apply to a generator, not to an export")
     return benchmark(real_folder(o), o.test, source, recipe=o.recipe, ratios=o.ratios, seeds=o.seeds,
                      logreg=o.logreg, device=o.device, out=report_folder(o), progress=progress, mixes=o.mixes,
-                     labels=o.labels, sampling=o.sampling)
+                     labels=o.labels, sampling=o.sampling, baseline=o.baseline)
 
 
 def low_data(o: LowDataOptions, progress: bool = True) -> dict[str, Any]:
@@ -230,7 +236,8 @@ def low_data(o: LowDataOptions, progress: bool = True) -> dict[str, Any]:
             config = ExportConfig(per_class=per_class, sampling=SamplingConfig(soft_labels=o.labels != "hard"))
             syn = fit_and_export(folder, work / f"gan-{f:g}", o.fit, config, progress)
         report = benchmark(folder, o.test or test_split_of(real_dir), syn, recipe=o.recipe, ratios=o.ratios,
-                           seeds=o.seeds, device=o.device, progress=progress, mixes=o.mixes, labels=o.labels)
+                           seeds=o.seeds, device=o.device, progress=progress, mixes=o.mixes, labels=o.labels,
+                           baseline=o.baseline)
         rows[f"{f:g}"] = {"fraction": f, "real_images": int(len(keep)), "synthetic": str(syn),
                           "results": report["results"]}
     return {"protocol": "low_data", "real": str(real_dir), "fractions": list(o.fractions), "ratios": list(o.ratios),
@@ -261,12 +268,13 @@ def headroom(o: HeadroomOptions, progress: bool = True) -> dict[str, Any]:
     rows = {}
     for f in o.fractions:
         keep, held = held_out_split(labels, f, max(o.ratios), real_dir)
-        oracle = full.subset(held)
+        oracle, real = full.subset(held), full.subset(keep)
         source = TensorSource(oracle.images, oracle.labels, alone="held-out only", mixed="real + held-out")
-        conditions = standard_conditions(source, o.ratios, ("concat",), ("hard",))
+        best, how = resolve_baseline(o.baseline, real, o.recipe, None, dev, 0.1, progress)
+        conditions = standard_conditions(source, o.ratios, ("concat",), ("hard",), best)
         rows[f"{f:g}"] = {"fraction": f, "real_images": len(keep), "held_out_images": len(held),
-                          "results": run_conditions(conditions, full.subset(keep), test, o.recipe, o.seeds, dev,
-                                                    progress)}
+                          "baseline": best, "baseline_choice": how,
+                          "results": run_conditions(conditions, real, test, o.recipe, o.seeds, dev, progress)}
     return {"protocol": "headroom", "real": str(real_dir), "test": str(test_dir), "fractions": list(o.fractions),
             "ratios": list(o.ratios), "rows": rows, "class_names": list(full.class_names),
             "seeds": [o.recipe.seed + s for s in range(o.seeds)], "recipe": dataclasses.asdict(o.recipe),
@@ -280,17 +288,13 @@ def imbalance(o: ImbalanceOptions, progress: bool = True) -> dict[str, Any]:
     real_dir, work = real_folder(o), work_folder(o)
     index = scan_folder(real_dir)
     rare_ids = class_ids_of(index.class_names, o.rare, real_dir)
-    labels = np.asarray(index.labels)
-    keep = []
-    for c in range(len(index.class_names)):
-        members = np.flatnonzero(labels == c)
-        if c in rare_ids:  # a seeded random `keep` share of the class (at least one image)
-            members = members[stratified_indices(np.zeros(len(members), dtype=np.int64), o.keep, 0)]
-        keep.append(members)
-    folder = subset_folder(real_dir, work / "real-imbalanced", np.sort(np.concatenate(keep)))
+    keep = rare_cut_indices(np.asarray(index.labels), rare_ids, o.keep)
+    folder = subset_folder(real_dir, work / "real-imbalanced", keep)
     syn = fit_and_export(folder, work / "gan-imbalanced", o.fit, ExportConfig(balance_to=str(folder)), progress)
+    held = np.setdiff1d(np.arange(len(index.labels)), keep)  # the cut images: the ceiling's top-up
     report = rare_class_comparison(folder, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
-                                   o.recipe, o.seeds, o.device, progress)
+                                   o.recipe, o.seeds, o.device, progress, baseline=o.baseline,
+                                   held_out=(real_dir, held))
     return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": o.keep,
             "fit_settings": o.fit.set()}
 
@@ -309,47 +313,89 @@ def rare_recall(runs: Sequence[dict[str, Any]], rare_ids: Sequence[int]) -> tupl
     return float(np.mean(per_run)), float(np.std(per_run))
 
 
-def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
-    """The classes holding fewer than `share` of the largest class's images."""
-    return [c for c, n in enumerate(counts) if n < share * max(counts)]
+RARE_ROWS = ("real", "baseline", "top-up", "tuned top-up", "ceiling")  # the kinds of rare-class rows, in order
 
 
-RARE_CONDITIONS = ("real", "real + class-weighted loss", "real + synthetic top-up")
+def rare_conditions(top_up: TensorSource, baseline: str | None, ceiling: TensorSource | None = None,
+                    tuned: TensorSource | None = None) -> dict[str, Condition]:
+    """The rare-class conditions by kind: the folder as it is; under the best baseline (without one: a
+    class-weighted loss); topped up with synthetic images on top of that baseline, as they come and as shaped on
+    validation (`synthaug.topup`); and, where held-out real images of the rare classes exist, topped up with those
+    instead (the ceiling a perfect generator would reach)."""
+    out = {"real": Condition(), "baseline": Condition(baseline=baseline or "weighted"),
+           "top-up": Condition(top_up, baseline=baseline)}
+    if tuned is not None:
+        out["tuned top-up"] = Condition(tuned, baseline=baseline or "weighted", soft=tuned.has_soft)
+    if ceiling is not None:
+        out["ceiling"] = Condition(ceiling, baseline=baseline)
+    return out
 
 
-def rare_conditions(top_up: TensorSource) -> dict[str, Condition]:
-    """The rare-class conditions by name: the folder as it is, with a class-weighted loss, and topped up."""
-    conditions = [Condition(), Condition(loss="weighted"), Condition(top_up)]
-    return {c.name: c for c in conditions}
+def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[int], recipe: ClassifierRecipe,
+                 device: torch.device, progress: bool) -> tuple[TensorSource, dict[str, Any]]:
+    """The top-up shaped on a validation split of `real` (`synthaug.topup.choose_top_up`, its teacher trained with
+    the recipe's imbalance loss on the split's train part), then applied to all of `real` with a teacher trained
+    on all of it."""
+    train, val = validation_split(real, 0.1)
+    loss = None if recipe.loss == "ce" else recipe.loss
+    teacher = teacher_on(train, None, device, progress, desc="top-up teacher (train split)", baseline=loss)
+    choice = choose_top_up(train, val, top_up, teacher, recipe, rare_ids, device)
+    shape = choice["shape"]
+    if progress:
+        print(f"top-up chosen on validation: {shape.describe(real.class_names) if shape.classes else 'none'}")
+    probs = predict(teacher_on(real, None, device, progress, baseline=loss), top_up.images)
+    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
+    shaped = shape_top_up(top_up, counts, shape, probs)
+    shaped.mixed = "real + tuned synthetic top-up"
+    summary = {**choice, "shape": dataclasses.asdict(shape), "described": shape.describe(real.class_names)}
+    return shaped, summary
 
 
 def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: ExportSource,
                           rare_ids: Sequence[int], recipe: ClassifierRecipe, seeds: int = 1, device: str = "auto",
-                          progress: bool = True, conditions: Sequence[str] = RARE_CONDITIONS) -> dict[str, Any]:
-    """Per-class recall of a classifier trained on `folder` under each of `conditions` (see `rare_conditions`),
-    the real images decoded at the top-up's shape; `rare_recall` is the mean over `rare_ids`."""
+                          progress: bool = True, rows: Sequence[str] = RARE_ROWS, baseline: str | None = "auto",
+                          held_out: tuple[str | Path, np.ndarray] | None = None) -> dict[str, Any]:
+    """Per-class recall of a classifier trained on `folder` under each kind of `rows` (see `rare_conditions`), the
+    real images decoded at the top-up's shape; `rare_recall` is the mean over `rare_ids`. `baseline` as in
+    `benchmark` (chosen on a validation split of `folder`); `held_out` (a folder and the scan positions of real
+    images never in `folder`) gives the ceiling row, at the same per-class counts as the synthetic top-up."""
     real, test, test_dir = load_real_and_test(folder, test_dir, synthetic.image_shape, progress)
     top_up = export_source(synthetic.path, real.class_names, alone="synthetic top-up only",
                            mixed="real + synthetic top-up")
-    known = rare_conditions(top_up)
-    unknown = set(conditions) - set(known)
+    ceiling = None
+    if held_out is not None and "ceiling" in rows:
+        pool = load_image_folder(held_out[0], real.images.shape[-1], real.images.shape[1], progress=progress)
+        pool = pool.subset(held_out[1])
+        counts = torch.bincount(top_up.labels, minlength=len(real.class_names)).numpy()
+        pick = np.concatenate([np.flatnonzero(pool.labels.numpy() == c)[:n] for c, n in enumerate(counts)])
+        ceiling = TensorSource(pool.images[pick], pool.labels[pick], alone="held-out top-up only",
+                               mixed="real + held-out real top-up")
+    unknown = set(rows) - set(RARE_ROWS)
     if unknown:
-        raise DataError(f"unknown rare-class conditions {sorted(unknown)} (of {list(known)})")
+        raise DataError(f"unknown rare-class rows {sorted(unknown)} (of {list(RARE_ROWS)})")
     dev = resolve_device(device)
-    results = run_conditions([known[c] for c in conditions], real, test, recipe, seeds, dev, progress)
+    best, how = resolve_baseline(baseline, real, recipe, None, dev, 0.1, progress)
+    tuned, top_up_choice = None, None
+    if "tuned top-up" in rows:
+        tuned, top_up_choice = tuned_top_up(real, top_up, rare_ids, with_baseline(recipe, best or "weighted"), dev,
+                                            progress)
+    known = rare_conditions(top_up, best, ceiling, tuned)
+    results = run_conditions([known[k] for k in rows if k in known], real, test, recipe, seeds, dev, progress)
     for r in results.values():
         r["rare_recall"], r["rare_recall_std"] = rare_recall(r["runs"], rare_ids)
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
     return {"protocol": "top_up", "real": str(folder), "test": str(test_dir),
             "rare": [real.class_names[c] for c in rare_ids], "class_counts": counts.tolist(),
-            "image_shape": list(real.images.shape[1:]),
+            "image_shape": list(real.images.shape[1:]), "rows": {k: known[k].name for k in rows if k in known},
+            "baseline": best, "baseline_choice": how, "reference": known["baseline"].name,
+            "top_up_choice": top_up_choice,
             "results": results, "class_names": list(real.class_names), "synthetic": str(synthetic.path),
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
             **environment(dev)}
 
 
 def top_up(o: TopUpOptions, progress: bool = True,
-           conditions: Sequence[str] = RARE_CONDITIONS) -> dict[str, Any]:
+           rows: Sequence[str] = RARE_ROWS) -> dict[str, Any]:
     """A folder's own imbalance: every class of the real training folder topped up to its largest class with
     the run's images (its sampling.json applies), compared with the folder as it is and with a class-weighted
     loss; `rare` defaults to the classes under half the largest."""
@@ -368,7 +414,7 @@ def top_up(o: TopUpOptions, progress: bool = True,
         export(source.path, syn, ExportConfig(balance_to=str(real_dir), real=str(real_dir), resume=True),
                progress=progress)
     return rare_class_comparison(real_dir, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
-                                 o.recipe, o.seeds, o.device, progress, conditions)
+                                 o.recipe, o.seeds, o.device, progress, rows, o.baseline)
 
 
 @dataclass(frozen=True)
@@ -381,7 +427,7 @@ class Protocol:
 
 
 PROTOCOLS: Registry[Protocol] = Registry("benchmark protocol")
-PROTOCOLS.add("compare", Protocol(CompareOptions, compare, lambda r: format_table(r) + "\n" + below_real(r)))
+PROTOCOLS.add("compare", Protocol(CompareOptions, compare, lambda r: format_table(r) + "\n" + below_reference(r)))
 PROTOCOLS.add("low-data", Protocol(LowDataOptions, low_data, low_data_table))
 PROTOCOLS.add("headroom", Protocol(HeadroomOptions, headroom, low_data_table))
 PROTOCOLS.add("imbalance", Protocol(ImbalanceOptions, imbalance, imbalance_table))

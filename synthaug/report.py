@@ -34,12 +34,20 @@ def recall_table(report: dict[str, Any], classes: list[str] | None = None) -> st
     return "\n".join(lines)
 
 
+def reference_of(report: dict[str, Any]) -> str | None:
+    """The condition every other is judged against: the best baseline when the report has one, else real-only."""
+    ref = report.get("reference") or "real"
+    return ref if ref in report["results"] else None
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table of a benchmark report: condition, training images, accuracy and macro-F1 (mean ± std), and
-    the difference to real-only, marked where a condition scores below it."""
+    the difference to the yardstick (the best baseline, else real-only), marked where a condition scores below it."""
     seeds = len(report.get("seeds", [0]))
-    real = report["results"].get("real", {}).get("accuracy")
-    lines = [f"| training data | images | accuracy ({seeds} seed{'s' * (seeds > 1)}) | macro-F1 | vs real |",
+    ref = reference_of(report)
+    base = report["results"][ref]["accuracy"] if ref else None
+    what = "real" if ref == "real" else "best baseline"
+    lines = [f"| training data | images | accuracy ({seeds} seed{'s' * (seeds > 1)}) | macro-F1 | vs {what} |",
              "|---|---:|---:|---:|---:|"]
     for name, r in report["results"].items():
         acc = f"{100 * r['accuracy']:.2f}"
@@ -47,24 +55,26 @@ def format_table(report: dict[str, Any]) -> str:
         if r.get("seeds", 1) > 1:
             acc += f" ± {100 * r['accuracy_std']:.2f}"
             f1 += f" ± {100 * r['macro_f1_std']:.2f}"
-        delta = "" if real is None or name == "real" else f"{100 * (r['accuracy'] - real):+.2f}"
-        if delta and r["accuracy"] < real:
-            delta += " BELOW REAL"
+        delta = "" if base is None or name == ref else f"{100 * (r['accuracy'] - base):+.2f}"
+        if delta and r["accuracy"] < base:
+            delta += f" BELOW {what.upper()}"
         lines.append(f"| {name} | {r['train_images']} | {acc}% | {f1} | {delta} |")
     return "\n".join(lines)
 
 
-def below_real(report: dict[str, Any]) -> str:
-    """One line: the conditions that score below real-only (synthetic data that hurts), or that none does."""
-    results = report["results"]
-    if "real" not in results:
+def below_reference(report: dict[str, Any]) -> str:
+    """One line: the conditions that score below the best baseline (or real-only, without one), or that none does;
+    the plain real row is not judged against a baseline it is part of."""
+    results, ref = report["results"], reference_of(report)
+    if ref is None:
         return ""
-    real = results["real"]["accuracy"]
-    worse = [n for n, r in results.items() if n != "real" and r["accuracy"] < real]
+    base = results[ref]["accuracy"]
+    what = "real-only" if ref == "real" else f"the best baseline, {ref}"
+    worse = [n for n, r in results.items() if n not in (ref, "real") and r["accuracy"] < base]
     if not worse:
-        return f"no condition scores below real-only ({100 * real:.2f}%)"
-    return (f"below real-only ({100 * real:.2f}%): " + ", ".join(
-        f"{n} ({100 * (results[n]['accuracy'] - real):+.2f})" for n in worse))
+        return f"no condition scores below {what} ({100 * base:.2f}%)"
+    return (f"below {what} ({100 * base:.2f}%): " + ", ".join(
+        f"{n} ({100 * (results[n]['accuracy'] - base):+.2f})" for n in worse))
 
 
 def write_report(report: dict[str, Any], folder: str | Path, synthetic: str | Path | None = None,
@@ -86,7 +96,7 @@ def write_report(report: dict[str, Any], folder: str | Path, synthetic: str | Pa
     md = [f"# {title}", "", f"Real training data: `{report['real']}` (fraction {report.get('real_fraction', 1)}); "
           f"test: `{report['test']}`; synthetic: `{report.get('synthetic')}`.",
           f"Classifier recipe: `{json.dumps(report['recipe'])}`; seeds {report.get('seeds')}.", "",
-          format_table(report), "", below_real(report), "", "## Per-class recall (%)", "", recall_table(report), ""]
+          format_table(report), "", below_reference(report), "", "## Per-class recall (%)", "", recall_table(report), ""]
     md += [f"![{f}]({f})" for f in figures]
     atomic_write_text(folder / "report.md", "\n".join(md) + "\n")
     return folder
@@ -113,7 +123,40 @@ def imbalance_table(report: dict[str, Any]) -> str:
         spread = f" ± {100 * r['rare_recall_std']:.1f}" if "rare_recall_std" in r else ""
         lines.append(f"| {cond} | {100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f} | "
                      + " | ".join(cells) + f" | {100 * r['rare_recall']:.1f}{spread} |")
-    return "\n".join(lines)
+    return "\n".join(lines + [gap_closed(report)])
+
+
+def gap_closed(report: dict[str, Any]) -> str:
+    """One line: how much of the rare-class recall gap between the best baseline and the real-image ceiling the
+    synthetic top-up closes (or how far it falls below the baseline)."""
+    rows, results = report.get("rows", {}), report["results"]
+    if not {"baseline", "top-up"} <= set(rows):
+        return ""
+    base, top = results[rows["baseline"]], results[rows["top-up"]]
+    line = (f"synthetic top-up vs {rows['baseline']}: rare-class recall "
+            f"{100 * (top['rare_recall'] - base['rare_recall']):+.1f} points, accuracy "
+            f"{100 * (top['accuracy'] - base['accuracy']):+.2f}")
+    if "ceiling" in rows:
+        gap = results[rows["ceiling"]]["rare_recall"] - base["rare_recall"]
+        if gap > 0:
+            line += (f"; it closes {100 * (top['rare_recall'] - base['rare_recall']) / gap:.0f}% of the "
+                     f"{100 * gap:.1f}-point gap to the real-image ceiling")
+    return line
+
+
+def rare_samples(report: dict[str, Any], out: Path) -> bool:
+    """The rare classes' real training images beside their synthetic top-up (False when either is gone)."""
+    from synthaug.data.folder import load_image_folder
+
+    names, shape = report["class_names"], report.get("image_shape")
+    if not shape or not Path(report["synthetic"]).is_file() or not Path(report["real"]).is_dir():
+        return False
+    images, labels = load_synthetic(report["synthetic"], tuple(names))
+    real = load_image_folder(report["real"], shape[-1], shape[0], progress=False)
+    rare = [names.index(c) for c in report["rare"]]
+    plots.rare_class_samples((real.images.numpy(), real.labels.numpy()), (images.numpy(), labels.numpy()), rare,
+                             names, out)
+    return True
 
 
 def write_protocol_report(report: dict[str, Any], folder: str | Path) -> Path:
@@ -141,5 +184,7 @@ def write_protocol_report(report: dict[str, Any], folder: str | Path) -> Path:
                      f"generator is fitted on the imbalanced set alone.")
         md = [intro, "", imbalance_table(report), "",
               "![per-class recall](per_class_recall.png)", "![confusion](confusion.png)"]
+        if rare_samples(report, folder / "rare_samples.png"):
+            md.append("![rare classes: real (top) and synthetic (below)](rare_samples.png)")
     atomic_write_text(folder / "report.md", "\n".join(md) + "\n")
     return folder

@@ -211,6 +211,15 @@ def read_sampling(run_or_checkpoint: str | Path) -> SamplingConfig | None:
     return config_from_json(SamplingConfig, json.dumps(raw.get("sampling", raw)), str(path))
 
 
+def read_advice(run_or_checkpoint: str | Path) -> dict[str, Any] | None:
+    """The whole recipe `tune` advised for a run (classifier baseline, synthetic use), None when it has none."""
+    run = run_folder_of(run_or_checkpoint)
+    path = run / SAMPLING_FILE if run is not None else None
+    if path is None or not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8") or "{}").get("search", {}).get("advice")
+
+
 def write_sampling(run: str | Path, sampling: SamplingConfig, record: dict[str, Any]) -> Path:
     """Save the chosen sampling settings, with the search that chose them, as run/sampling.json."""
     path = Path(run) / SAMPLING_FILE

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthaug.classify import predict, teacher_recipe, trained_on_real, weights_sha256
+from synthaug.classify import predict, teacher_budget, teacher_recipe, trained_on_real, weights_sha256
 from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.config import SamplingConfig
 from synthaug.device import resolve_device
@@ -49,15 +49,18 @@ def load_generators(source: str | Path, sampling: SamplingConfig,
     return gens
 
 
-def teacher_on(real: LabelledImages, steps: int, device: str | torch.device = "cpu", progress: bool = False,
-               desc: str = "teacher") -> torch.nn.Module:
-    """The soft-label and filter teacher: `teacher_recipe(steps)` trained (and cached) on the real images `real`
-    (a training folder, or the training part of a validation split; never a test split)."""
-    return trained_on_real(real, teacher_recipe(steps), device, progress, desc=desc)
+def teacher_on(real: LabelledImages, steps: int | None, device: str | torch.device = "cpu", progress: bool = False,
+               desc: str = "teacher", baseline: str | None = None) -> torch.nn.Module:
+    """The soft-label and filter teacher: `teacher_recipe(steps, baseline)` trained (and cached) on the real images
+    `real` (a training folder, or the training part of a validation split; never a test split); `steps` None:
+    `teacher_budget` of the folder. The model's `trained_recipe` says which recipe made it."""
+    steps = steps or teacher_budget(len(real))
+    return trained_on_real(real, teacher_recipe(steps, baseline), device, progress, desc=desc)
 
 
-def teacher_for_folder(real_dir: str | Path, image_shape: Sequence[int], class_names: Sequence[str], steps: int,
-                       device: str | torch.device = "cpu", progress: bool = False) -> torch.nn.Module:
+def teacher_for_folder(real_dir: str | Path, image_shape: Sequence[int], class_names: Sequence[str],
+                       steps: int | None, device: str | torch.device = "cpu", progress: bool = False,
+                       baseline: str | None = None) -> torch.nn.Module:
     """`teacher_on` the real folder `real_dir` decoded at `image_shape` (C, H, W), whose classes must be
     `class_names` in that order."""
     data = load_image_folder(real_dir, image_shape[-1], image_shape[0], progress=progress)
@@ -66,7 +69,7 @@ def teacher_for_folder(real_dir: str | Path, image_shape: Sequence[int], class_n
                             f"{list(class_names)}")
     if data.class_names != tuple(class_names):
         raise SynthaugError(f"{real_dir}: class order differs from the generator's")
-    return teacher_on(data, steps, device, progress)
+    return teacher_on(data, steps, device, progress, baseline=baseline)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -100,7 +103,7 @@ class Sampler:
         if teacher is None and needs_teacher(self.sampling, self.soft):
             self.real = Path(real) if real is not None else training_folder(source)
             teacher = teacher_for_folder(self.real, self.image_shape, self.class_names, self.sampling.teacher_steps,
-                                  self.device, progress)
+                                         self.device, progress, self.sampling.teacher_baseline)
         self.teacher = teacher
 
     @property

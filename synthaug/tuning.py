@@ -1,39 +1,44 @@
-"""Choosing how to sample a generator for downstream accuracy, on a validation split of the training folder only.
+"""The advisor: the best whole recipe for a folder, synthetic or not, chosen on a validation split of the training
+folder only (test/ is never opened).
 
-The search is coordinate-wise: snapshots (single epochs and a pool of the last ones), then latent scale, then
-the confidence filter, then hard vs soft labels, each stage keeping the best value so far; a last stage asks
-whether mixing the chosen samples into the real images helps at all, and at which ratio. Every choice is scored
-by the validation accuracy of a short classifier trained on fresh samples. The teacher (soft labels, filter) and
-the real images of the mixing stage are the training part of the split; test/ is never opened.
+Stages, each keeping the best so far: the classifier baseline (augmentation policies by successive halving, then
+imbalance losses where classes are uneven); the teacher of soft labels and filters (the baseline's loss, its budget
+following the folder, at that budget and twice it); then the sampling of the generator (snapshots, latent scale,
+confidence filter, hard or soft labels), scored by a short classifier on fresh samples alone; last, whether mixing
+them into the real images beats the best baseline at all, at which ratio and mix recipe. Every classifier trains
+under the chosen baseline and is scored by balanced accuracy on the validation split.
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from synthaug.classify import ClassifierRecipe, classification_report, predict
+from synthaug.classify import ClassifierRecipe, describe_recipe, imbalance_part, teacher_budget, with_baseline
 from synthaug.conditions import Condition, GeneratorPoolSource, train_condition
 from synthaug.config import SamplingConfig
-from synthaug.data.folder import LabelledImages, load_image_folder, stratified_split
+from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
-from synthaug.sampler import Sampler, teacher_on
-from synthaug.sources import resolve_source
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
+from synthaug.sampler import Sampler, teacher_on
+from synthaug.selection import BaselineChoice, balanced_accuracy, choose_baseline, format_choice, validation_split
+from synthaug.sources import resolve_source
 
-LATENT_SCALES = (0.8, 1.0, 1.25, 1.5)
+LATENT_SCALES = (0.8, 1.0, 1.25)
 MIN_CONFIDENCES = (None, 0.5, 0.9)
-MIX_RATIOS = (0.5, 1.0)
+USES = ((0.5, "concat"), (1.0, "concat"), (1.0, "finetune"))  # (synthetic images per real one, mix recipe)
 TUNE_RECIPE = ClassifierRecipe(steps=400, seed=0)
+SAMPLING_SHARE = 0.5  # sampling trials (synthetic images alone, only to rank settings) train for this share of steps
 
 
 @dataclasses.dataclass
 class Search:
-    """What one tune run works with: the split, the teacher, the device and the scores so far."""
+    """What one tune run works with: the split, the teacher, the baseline recipe, the device and the scores."""
 
     source: Path
     train: LabelledImages
@@ -45,39 +50,41 @@ class Search:
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     scores: dict[str, float] = dataclasses.field(default_factory=dict)
 
-    def score(self, sampling: SamplingConfig, stage: str, ratio: float | None = None) -> float:
-        """Validation accuracy of the short classifier on fresh samples (ratio None: synthetic only; 0: real only)."""
-        key = repr((sampling, ratio))
+    def score(self, sampling: SamplingConfig, stage: str, ratio: float | None = None, mix: str = "concat") -> float:
+        """Validation balanced accuracy of a classifier on fresh samples: alone (ratio None; a shorter budget, to
+        rank settings) or mixed into the real images at `ratio` with `mix`."""
+        key = repr((sampling, ratio, mix))
         if key not in self.scores:
-            row = {"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio}
+            row = {"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio, "mix": mix}
+            steps = self.recipe.steps if ratio is not None else max(1, int(self.recipe.steps * SAMPLING_SHARE))
+            t = time.perf_counter()
             try:
-                model, _ = train_condition(self.condition(sampling, ratio), self.train, self.recipe, self.device)
+                model, _ = train_condition(self.condition(sampling, ratio, mix), self.train,
+                                           dataclasses.replace(self.recipe, steps=steps), self.device)
             except SynthaugError as exc:  # a filter no image passes: this choice is out, the search goes on
                 self.scores[key] = -1.0
-                self.rows.append({**row, "val_accuracy": None, "failed": str(exc)})
+                self.rows.append({**row, "steps": steps, "val_accuracy": None, "failed": str(exc)})
             else:
-                pred = predict(model, self.val.images).argmax(1).numpy()
-                acc = classification_report(self.val.labels.numpy(), pred, len(self.train.class_names))["accuracy"]
+                acc = balanced_accuracy(model, self.val)
                 self.scores[key] = acc
-                self.rows.append({**row, "val_accuracy": acc})
+                self.rows.append({**row, "steps": steps, "val_accuracy": acc, "seconds": time.perf_counter() - t})
                 self.bar.set_postfix(stage=stage, acc=f"{100 * acc:.2f}")
         self.bar.update(1)
         return self.scores[key]
 
-    def condition(self, sampling: SamplingConfig, ratio: float | None) -> Condition:
-        """Real only (ratio 0), fresh samples alone (None) or mixed into the real images at `ratio`."""
-        if ratio == 0:
-            return Condition()
+    def condition(self, sampling: SamplingConfig, ratio: float | None, mix: str) -> Condition:
+        """Fresh samples alone (None) or mixed into the real images at `ratio` with `mix`."""
         pool = GeneratorPoolSource(Sampler(self.source, sampling, device=self.device, teacher=self.teacher),
                                    self.train.class_names)
-        return Condition(pool, ratio, with_real=ratio is not None, soft=sampling.soft_labels)
+        return Condition(pool, ratio, with_real=ratio is not None, soft=sampling.soft_labels,
+                         mix="finetune:0.5" if mix == "finetune" else mix)
 
     def best(self, stage: str, candidates: list[SamplingConfig]) -> SamplingConfig:
-        """The candidate with the highest validation accuracy (the first on ties)."""
+        """The candidate with the highest validation score (the first on ties)."""
         return max(candidates, key=lambda c: self.score(c, stage))
 
 
-def snapshot_candidates(source: Path, last: int = 3) -> list[tuple[str, ...] | None]:
+def snapshot_candidates(source: Path, last: int = 2) -> list[tuple[str, ...] | None]:
     """generator.pt, each of the last `last` epoch snapshots, and their pool."""
     run = run_folder_of(source)
     snaps = [p.name for p in snapshot_files(run)][-last:] if run is not None else []
@@ -87,38 +94,74 @@ def snapshot_candidates(source: Path, last: int = 3) -> list[tuple[str, ...] | N
     return out
 
 
-def tune(source: str | Path, *, real: str | Path | None = None, holdout: float = 0.1,
-         recipe: ClassifierRecipe = TUNE_RECIPE, teacher_steps: int = 1500, device: str = "auto",
-         write: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Search sampling settings of a run (or generator file) by validation accuracy; write run/sampling.json.
+def choose_teacher(train: LabelledImages, val: LabelledImages, steps: int | None, baseline: str | None,
+                   device: torch.device, progress: bool) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The teacher with the better validation balanced accuracy: at its folder-following budget and at twice it
+    (or at `steps` when given), trained with the baseline's imbalance loss."""
+    budgets = [steps] if steps else [teacher_budget(len(train)), 2 * teacher_budget(len(train))]
+    trials = []
+    for b in budgets:
+        model = teacher_on(train, b, device, progress, desc=f"teacher ({b} steps)", baseline=baseline)
+        trials.append((balanced_accuracy(model, val), b, model))
+    acc, chosen, model = max(trials, key=lambda t: (t[0], -t[1]))  # a tie goes to the cheaper teacher
+    return model, {"steps": chosen, "baseline": baseline, "val_balanced_accuracy": acc,
+                   "trials": {str(b): a for a, b, _ in trials}}
 
-    `real` defaults to the run's training folder; `holdout` of each class is the validation split. Returns the
-    chosen settings, the recommended use (no synthetic data, or real + synthetic at a ratio) and every score.
+
+def tune(source: str | Path, *, real: str | Path | None = None, holdout: float = 0.1,
+         recipe: ClassifierRecipe = TUNE_RECIPE, teacher_steps: int | None = None, device: str = "auto",
+         write: bool = True, progress: bool = True, baseline: str | None = "auto") -> dict[str, Any]:
+    """Advise the best whole recipe for a run's folder: the classifier baseline and, on top of it, whether and how
+    to use the run's generator; write it into run/sampling.json.
+
+    `real` defaults to the run's training folder; `holdout` of each class is the validation split. `baseline`
+    "auto" searches the baselines; a name fixes one. Returns the advice, the verdict and every trial.
     """
+    started = time.perf_counter()
     resolved = resolve_source(source)
     source = resolved.path
     real = Path(real) if real is not None else resolved.training_folder()
     gen_shape = resolved.image_shape
     data = load_image_folder(real, gen_shape[-1], gen_shape[0], progress=progress)
-    train, val = stratified_split(data, holdout, seed=0)
+    train, val = validation_split(data, holdout)
     dev = resolve_device(device)
-    teacher = teacher_on(train, teacher_steps, dev, progress, desc="teacher (train split)")
+    if baseline == "auto":
+        choice = choose_baseline(train, val, recipe, device=dev, progress=False)
+    else:
+        named = with_baseline(recipe, baseline or "plain")
+        model, _ = train_condition(Condition(), train, named, dev)
+        choice = BaselineChoice(baseline or "plain", named, balanced_accuracy(model, val), (), len(train), len(val))
+    if progress:
+        print(f"best baseline: {choice.name} ({describe_recipe(choice.recipe)}), "
+              f"{100 * choice.val:.2f}% on validation")
+    teacher, teacher_info = choose_teacher(train, val, teacher_steps, imbalance_part(choice.name), dev, progress)
+    if progress:
+        print(f"teacher: {teacher_info['steps']} steps, {100 * teacher_info['val_balanced_accuracy']:.2f}% on "
+              f"validation")
     snaps = snapshot_candidates(source)
-    total = len(snaps) + len(LATENT_SCALES) + len(MIN_CONFIDENCES) + 2 + 1 + len(MIX_RATIOS)
+    total = len(snaps) + len(LATENT_SCALES) + len(MIN_CONFIDENCES) + 2 + len(USES)
     with tqdm(total=total, desc="tune", unit="trial", disable=not progress) as bar:
-        s = Search(source, train, val, teacher, recipe, dev, bar)
-        base = SamplingConfig(teacher_steps=teacher_steps)
+        s = Search(source, train, val, teacher, choice.recipe, dev, bar)
+        base = SamplingConfig(teacher_steps=teacher_info["steps"], teacher_baseline=teacher_info["baseline"])
         best = s.best("snapshots", [dataclasses.replace(base, snapshots=c) for c in snaps])
         best = s.best("latent scale", [dataclasses.replace(best, latent_scale=v) for v in LATENT_SCALES])
         best = s.best("filter", [dataclasses.replace(best, min_confidence=v) for v in MIN_CONFIDENCES])
         best = s.best("labels", [dataclasses.replace(best, soft_labels=v) for v in (False, True)])
-        use = {0.0: s.score(best, "use", 0)} | {r: s.score(best, "use", r) for r in MIX_RATIOS}
-    ratio = max(use, key=use.get)
-    result = {"sampling": dataclasses.asdict(best), "synthetic_only_val_accuracy": s.scores[repr((best, None))],
-              "recommended_ratio": ratio, "use_val_accuracy": {f"{r:g}": a for r, a in use.items()},
-              "verdict": verdict(ratio, use), "real": str(real), "holdout": holdout,
-              "train_images": len(train), "val_images": len(val), "recipe": dataclasses.asdict(recipe),
-              "trials": s.rows}
+        uses = {(r, m): s.score(best, "use", r, m) for r, m in USES}
+    top = max(uses, key=uses.get)
+    synthetic = uses[top] > choice.val
+    advice = {"baseline": choice.name, "recipe": describe_recipe(choice.recipe),
+              "classifier": dataclasses.asdict(choice.recipe),
+              "synthetic": {"ratio": top[0], "mix": top[1], "labels": "soft" if best.soft_labels else "hard"}
+              if synthetic else None,
+              "val_balanced_accuracy": uses[top] if synthetic else choice.val,
+              "baseline_val_balanced_accuracy": choice.val}
+    result = {"advice": advice, "verdict": verdict(advice, uses[top]), "sampling": dataclasses.asdict(best),
+              "baseline": choice.summary(), "teacher": teacher_info,
+              "synthetic_only_val_accuracy": s.scores[repr((best, None, "concat"))],
+              "use_val_accuracy": {f"{r:g} {m}": a for (r, m), a in uses.items()},
+              "real": str(real), "holdout": holdout, "train_images": len(train), "val_images": len(val),
+              "recipe": dataclasses.asdict(recipe), "trials": s.rows, "seconds": time.perf_counter() - started}
     run = run_folder_of(source)
     if write:
         if run is None:
@@ -128,26 +171,31 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     return result
 
 
-def verdict(ratio: float, use: dict[float, float]) -> str:
-    """One line: whether and how to mix the chosen samples into the real images."""
-    if ratio == 0.0:
-        return (f"no synthetic data: real only scored {100 * use[0.0]:.2f}% on validation, every mix below it "
-                f"(best {100 * max(v for r, v in use.items() if r):.2f}%)")
-    return (f"mix {ratio:g} synthetic per real: {100 * use[ratio]:.2f}% on validation against "
-            f"{100 * use[0.0]:.2f}% for real only")
+def verdict(advice: dict[str, Any], best_mix: float) -> str:
+    """One line naming the whole recipe and what synthetic data adds on validation, or that it adds nothing."""
+    base = advice["baseline_val_balanced_accuracy"]
+    if advice["synthetic"] is None:
+        return (f"no synthetic data: the best baseline ({advice['recipe']}) scored {100 * base:.2f}% on validation, "
+                f"every mix below it (best {100 * best_mix:.2f}%)")
+    syn = advice["synthetic"]
+    return (f"{advice['recipe']}, plus {syn['ratio']:g} synthetic per real ({syn['labels']} labels, {syn['mix']}): "
+            f"{100 * (best_mix - base):+.2f} points on validation over the best baseline alone "
+            f"({100 * base:.2f}%)")
 
 
 def format_trials(result: dict[str, Any]) -> str:
-    """The search table: stage, setting, ratio and validation accuracy, best of each stage marked."""
-    lines = ["| stage | snapshots | latent scale | min confidence | labels | ratio | val accuracy |",
-             "|---|---|---:|---:|---|---:|---:|"]
+    """The search table: the baseline trials, then stage, setting, ratio and validation score of each trial."""
+    lines = [format_choice(result["baseline"]), "", f"teacher: {result['teacher']['steps']} steps, "
+              f"{100 * result['teacher']['val_balanced_accuracy']:.2f}% on validation", "",
+              "| stage | snapshots | latent scale | min confidence | labels | use | steps | val balanced accuracy |",
+              "|---|---|---:|---:|---|---|---:|---:|"]
     for row in result["trials"]:
         c = row["sampling"]
         snaps = ",".join(c["snapshots"]) if c["snapshots"] else GENERATOR_FILE
-        ratio = "syn only" if row["ratio"] is None else ("real only" if row["ratio"] == 0 else f"{row['ratio']:g}")
+        use = "syn only" if row["ratio"] is None else f"x{row['ratio']:g} {row['mix']}"
         acc = "failed" if row["val_accuracy"] is None else f"{100 * row['val_accuracy']:.2f}%"
         lines.append(f"| {row['stage']} | {snaps} | {c['latent_scale']:g} | {c['min_confidence'] or '-'} | "
-                     f"{'soft' if c['soft_labels'] else 'hard'} | {ratio} | {acc} |")
+                     f"{'soft' if c['soft_labels'] else 'hard'} | {use} | {row['steps']} | {acc} |")
     return "\n".join(lines)
 
 

@@ -30,8 +30,11 @@ def test_fit_export_inspect_benchmark(digits_splits, tmp_path):
     r = runner.invoke(cli, ["benchmark", "--synthetic", str(out), "--steps", "5", "--ratios", "0.02",
                             "--out", str(tmp_path / "rep"), "--quiet"])
     assert r.exit_code == 0, r.output
-    assert "| synthetic | 50 |" in r.output and "| mixed x0.02 | 1428 |" in r.output  # --real/--test from the run
-    assert json.loads((tmp_path / "rep" / "report.json").read_text())["results"]["synthetic"]["train_images"] == 50
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    tag = f" + {report['baseline']}" if report["baseline"] else ""  # the best baseline, chosen on validation
+    assert report["baseline_choice"]["how"] == "chosen on validation"
+    assert f"| synthetic{tag} | 50 |" in r.output and f"| mixed x0.02{tag} | 1428 |" in r.output  # --real/--test
+    assert report["results"][f"synthetic{tag}"]["train_images"] == 50 and "best baseline" in r.output
 
 
 def test_benchmark_protocol_fits_the_chosen_architecture(digits_splits, tmp_path):

@@ -22,7 +22,7 @@ def extra(digits):
 
 def test_names_come_from_the_condition(extra):
     assert Condition().name == "real"
-    assert Condition(loss="weighted").name == "real + class-weighted loss"
+    assert Condition(baseline="weighted").name == "real + class-weighted loss"
     assert Condition(extra, with_real=False, soft=True).name == "held-out only (soft labels)"
     assert Condition(extra, 0.5, mix="finetune:0.25").name == "real + held-out x0.5 finetune:0.25"
     assert Condition(extra).name == "real + held-out"

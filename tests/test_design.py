@@ -67,7 +67,8 @@ FLOORS = [
     ["synthaug.sampler"],
     ["synthaug.fresh", "synthaug.exporting", "synthaug.metrics"],
     ["synthaug.conditions"],
-    ["synthaug.benchmarking", "synthaug.tuning"],
+    ["synthaug.selection"],
+    ["synthaug.benchmarking", "synthaug.tuning", "synthaug.topup"],
     ["synthaug.protocols"],
 ]
 

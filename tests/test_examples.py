@@ -46,5 +46,5 @@ def test_imbalanced_topup(digits_splits, tmp_path):
               "--keep", "0.05", "--minutes", "0.05", "--arch", "mlp", "--steps", "30", "--work", str(tmp_path / "w")],
              tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "'digit3': 7" in p.stdout and "| real + synthetic top-up |" in p.stdout
+    assert "'digit3': 7" in p.stdout and "| real + synthetic top-up" in p.stdout
     assert (tmp_path / "w" / "report" / "report.md").is_file()

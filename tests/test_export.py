@@ -163,7 +163,7 @@ def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, d
     tiny_run = mlp_run
     from synthaug.classify import predict
     from synthaug.data.folder import load_image_folder
-    from synthaug.metrics import feature_classifier
+    from synthaug.sampler import teacher_on
 
     stats: dict = {}
     a = synthaug.export(tiny_run, tmp_path / "a.h5",
@@ -178,7 +178,7 @@ def test_min_confidence_keeps_only_confident_images_deterministically(mlp_run, d
     assert np.bincount(labels).tolist() == [20] * 10
     assert (_arrays(b)[0] == images).all()  # the same images whatever the batch size
     assert json_attr(attrs)["min_confidence"] == 0.5
-    clf = feature_classifier(load_image_folder(digits_dir, progress=False))
+    clf = teacher_on(load_image_folder(digits_dir, progress=False), None)  # the filter's teacher
     import torch
 
     probs = predict(clf, torch.from_numpy(images))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 
 import synthaug
@@ -35,7 +36,7 @@ def test_held_out_split_is_disjoint_per_class_and_bounded():
 
 def test_headroom_protocol_mixes_held_out_real_images(digits_splits, tmp_path):
     report = protocols.headroom(HeadroomOptions(real=str(digits_splits / "train"), fractions=(0.25,),
-                                                ratios=(0.5, 1.0), recipe=TINY), progress=False)
+                                                ratios=(0.5, 1.0), recipe=TINY, baseline=None), progress=False)
     row = report["rows"]["0.25"]
     assert row["real_images"] == 350 and row["held_out_images"] == 350
     counts = {name: r["train_images"] for name, r in row["results"].items()}
@@ -49,7 +50,8 @@ def test_headroom_protocol_mixes_held_out_real_images(digits_splits, tmp_path):
 @pytest.mark.slow
 def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
     options = LowDataOptions(real=str(digits_splits / "train"), fractions=(0.1, 1.0), work=str(tmp_path / "work"),
-                             fit=TINY_FIT, ratios=(1.0,), recipe=TINY, min_per_class=20, mixes=("concat", "finetune"))
+                             fit=TINY_FIT, ratios=(1.0,), recipe=TINY, min_per_class=20, mixes=("concat", "finetune"),
+                             baseline=None)
     report = protocols.low_data(options, progress=False)
     small = report["rows"]["0.1"]
     assert small["real_images"] == 140 and set(small["results"]) == {
@@ -69,22 +71,46 @@ def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
 
 
 @pytest.mark.slow
-def test_imbalance_protocol_tops_up_the_rare_classes(digits_splits, tmp_path):
+def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_the_ceiling(digits_splits, tmp_path):
     options = ImbalanceOptions(real=str(digits_splits / "train"), rare=("digit3", "digit8"), keep=0.05,
                                fit=dataclasses.replace(TINY_FIT, class_balance=True), recipe=TINY,
-                               work=str(tmp_path / "work"))
+                               work=str(tmp_path / "work"), baseline="logit-adjusted")
     report = protocols.imbalance(options, progress=False)
     assert report["class_counts"][3] == 7 and report["class_counts"][8] == 7 and report["class_counts"][0] == 140
-    assert set(report["results"]) == {"real", "real + class-weighted loss",
-                                      "real + synthetic top-up"}
-    top = report["results"]["real + synthetic top-up"]
-    assert top["train_images"] == 1400  # every class topped up to 140
+    rows = dict(report["rows"])
+    tuned = rows.pop("tuned top-up")
+    assert rows == {"real": "real", "baseline": "real + logit-adjusted loss",
+                    "top-up": "real + synthetic top-up + logit-adjusted loss",
+                    "ceiling": "real + held-out real top-up + logit-adjusted loss"}
+    assert tuned.startswith("real + tuned synthetic top-up + logit-adjusted loss")
+    assert set(report["results"]) == set(report["rows"].values())
+    choice = report["top_up_choice"]
+    assert choice["trials"][0]["shape"] is None  # the baseline alone, scored on validation first
+    if choice["shape"]["classes"]:  # kept only where it beat the baseline alone on validation
+        assert choice["val_balanced_accuracy"] > choice["baseline_val_balanced_accuracy"]
+        assert set(choice["shape"]["classes"]) <= {3, 8}
+    else:  # refused: the row trains on the real images alone, exactly like the baseline row
+        assert report["results"][tuned]["accuracy"] == report["results"]["real + logit-adjusted loss"]["accuracy"]
+    top = report["results"]["real + synthetic top-up + logit-adjusted loss"]
+    ceiling = report["results"]["real + held-out real top-up + logit-adjusted loss"]
+    assert top["train_images"] == ceiling["train_images"] == 1400  # every class topped up to 140, both ways
     assert_rare_recall_follows_from_the_runs(report, [3, 8])
-    weighted = report["results"]["real + class-weighted loss"]["runs"][0]
-    assert weighted["accuracy"] != report["results"]["real"]["runs"][0]["accuracy"]  # the loss changed training
+    adjusted = report["results"]["real + logit-adjusted loss"]["runs"][0]
+    assert adjusted["confusion"] != report["results"]["real"]["runs"][0]["confusion"]  # the loss changed training
     write_protocol_report(report, tmp_path / "rep")
-    assert "recall digit3" in imbalance_table(report)
+    table = imbalance_table(report)
+    assert "recall digit3" in table and "synthetic top-up vs real + logit-adjusted loss" in table
+    gap = ceiling["rare_recall"] - report["results"]["real + logit-adjusted loss"]["rare_recall"]
+    assert ("gap to the real-image ceiling" in table) == (gap > 0)
     assert (tmp_path / "rep" / "per_class_recall.png").is_file()
+    with Image.open(tmp_path / "rep" / "rare_samples.png") as im:  # two rows (real, synthetic) per rare class
+        assert im.format == "PNG" and im.height > 150
+    assert "rare_samples.png" in (tmp_path / "rep" / "report.md").read_text()
+    # the ceiling's images are the cut ones: never in the training folder, and of the rare classes only
+    held_train = {p.resolve() for p in (tmp_path / "work" / "real-imbalanced").rglob("*.png")}
+    assert len(held_train) == 8 * 140 + 2 * 7
+    auto = protocols.imbalance(dataclasses.replace(options, baseline="auto"), progress=False)
+    assert auto["baseline_choice"]["how"] == "chosen on validation" and auto["rows"]["baseline"] in auto["results"]
     with pytest.raises(synthaug.SynthaugError, match="no class"):
         protocols.imbalance(dataclasses.replace(options, rare=("cat",), work=str(tmp_path / "w2")), progress=False)
 
@@ -118,7 +144,8 @@ def test_top_up_tops_a_folders_own_rare_classes_up(tmp_path):
     options = TopUpOptions(synthetic=str(run), recipe=TINY, work=str(tmp_path / "work"))
     report = protocols.top_up(options, progress=False)
     assert report["rare"] == ["digit3", "digit8"] and report["class_counts"][3] == 10
-    assert report["results"]["real + synthetic top-up"]["train_images"] == 600  # every class at 60
+    assert "ceiling" not in report["rows"]  # a folder's own imbalance has no held-out images of its rare classes
+    assert report["results"][report["rows"]["top-up"]]["train_images"] == 600  # every class at 60
     assert report["results"]["real"]["train_images"] == 510
     assert_rare_recall_follows_from_the_runs(report, [3, 8])
     top_up = synthaug.SyntheticDataset(tmp_path / "work" / "top-up.h5")
@@ -146,7 +173,7 @@ def test_every_condition_sees_real_images_at_the_generators_shape(tmp_path):
         assert p.returncode == 0, p.stderr[-2000:]
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["image_shape"] == [3, 16, 16], name
-    assert report["rare"] == ["digit2"] and report["results"]["real + synthetic top-up"]["train_images"] == 120
+    assert report["rare"] == ["digit2"] and report["results"][report["rows"]["top-up"]]["train_images"] == 120
 
 
 @pytest.mark.parametrize("args, flag, protocol", [

@@ -5,12 +5,16 @@ import json
 import shutil
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import synthaug
 from synthaug import ExportConfig, SamplingConfig
 from synthaug.data.h5format import validate_export
+from synthaug.benchmarking import resolve_baseline
+from synthaug.data.folder import load_image_folder
 from synthaug.runs import read_sampling
+from synthaug.sources import resolve_source
 from synthaug_cli.main import cli
 
 
@@ -27,29 +31,43 @@ def split_run(tmp_path_factory, digits_splits):
 
 
 @pytest.mark.slow
-def test_tune_chooses_on_the_training_folder_and_export_uses_its_choice(split_run, tmp_path):
-    recipe = synthaug.ClassifierRecipe(steps=4, batch_size=32)
+def test_tune_advises_a_whole_recipe_on_the_training_folder_and_export_uses_its_choice(split_run, tmp_path):
+    recipe = synthaug.ClassifierRecipe(steps=8, batch_size=32)
     result = synthaug.tune(split_run, recipe=recipe, teacher_steps=4, progress=False)
     stages = [row["stage"] for row in result["trials"]]
-    assert stages[:4] == ["snapshots"] * 4  # generator.pt, two snapshots and their pool
-    assert {"latent scale", "filter", "labels", "use"} <= set(stages)
+    assert stages[:3] == ["snapshots"] * 3  # generator.pt, the last two snapshots and their pool
+    assert stages[3] == "snapshots" and {"latent scale", "filter", "labels", "use"} <= set(stages)
+    assert [t["stage"] for t in result["baseline"]["trials"]][0] == "augmentation"
     chosen = read_sampling(split_run)
-    assert json.loads((split_run / "sampling.json").read_text())["sampling"] == result["sampling"]
-    use = {float(r): a for r, a in result["use_val_accuracy"].items()}
-    assert set(use) == {0.0, 0.5, 1.0} and result["recommended_ratio"] == max(use, key=use.get)
-    assert result["verdict"].startswith("no synthetic data" if result["recommended_ratio"] == 0 else "mix ")
+    saved = json.loads((split_run / "sampling.json").read_text())
+    assert saved["sampling"] == json.loads(json.dumps(result["sampling"]))  # tuples come back as lists
+    assert saved["search"]["advice"] == result["advice"]
+    assert chosen.teacher_steps == 4 and result["teacher"]["steps"] == 4
+    advice = result["advice"]
+    assert advice["baseline"] == result["baseline"]["name"]
+    best_use = max(result["use_val_accuracy"].values())
+    # synthetic data is advised exactly when its best mix beats the best baseline alone on validation
+    assert (advice["synthetic"] is not None) == (best_use > advice["baseline_val_balanced_accuracy"])
+    assert result["verdict"].startswith("no synthetic data" if advice["synthetic"] is None else advice["recipe"])
+    sampling_only = [t for t in result["trials"] if t["ratio"] is None]
+    assert all(t["steps"] == 4 for t in sampling_only)  # ranked at half the budget
+    assert all(t["steps"] == 8 for t in result["trials"] if t["ratio"] is not None)
 
     def accuracy(sampling: dict) -> float:
-        return next(t["val_accuracy"] for t in result["trials"] if t["sampling"] == sampling and t["ratio"] is None)
+        return next(t["val_accuracy"] for t in sampling_only if t["sampling"] == sampling)
 
     other = {**result["sampling"], "soft_labels": not result["sampling"]["soft_labels"]}
     assert accuracy(result["sampling"]) >= accuracy(other)  # the better label kind won
     out = synthaug.export(split_run, tmp_path / "t.h5", ExportConfig(per_class=3), progress=False)
-    assert validate_export(out).provenance["sampling"] == result["sampling"]
+    assert validate_export(out).provenance["sampling"] == json.loads(json.dumps(result["sampling"]))
     assert validate_export(out).provenance["latent_scale"] == chosen.latent_scale
     override = ExportConfig(per_class=3, sampling=SamplingConfig(latent_scale=0.5))
     out2 = synthaug.export(split_run, tmp_path / "o.h5", override, progress=False)
     assert validate_export(out2).provenance["latent_scale"] == 0.5
+    # benchmark takes tune's baseline for the run instead of searching again
+    train = load_image_folder(split_run.parent / "digits" / "train", progress=False)
+    name, how = resolve_baseline("auto", train, recipe, resolve_source(split_run), torch.device("cpu"), 0.1, False)
+    assert (name, how) == (advice["baseline"], {"how": "tune's advice for the run"})
 
 
 def test_tune_flags_give_one_line_errors(split_run):

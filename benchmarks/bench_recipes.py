@@ -1,0 +1,223 @@
+"""Baselines and synthetic data on top of them, per protocol, over seeds: the measurements behind
+docs/results-baselines.md.
+
+    python benchmarks/bench_recipes.py --data data --protocols fashion-1%,fashion-rare --stage baselines \
+        --json docs/results-baselines.json
+
+Protocols (training folders made from data/fashion/train and data/icons/train, tested on their test/ folders):
+fashion-1% and fashion-10% (stratified fractions), fashion-rare (Coat, Shirt and Pullover cut to 1%), fashion-3000
+(3,000 images in class sizes spread over 4x), icons (32 px RGB), fashion (all of it).
+
+Stages: `baselines` trains every baseline of `synthaug.classify.BASELINES` (imbalance ones only where classes are
+uneven) on the whole training folder and tests it; `chosen` asks `choose_baseline` (a validation split of the
+training folder, never test/) which one wins, then tests the winner at the budget and at twice it; `synthetic`
+fits a generator on the protocol's training folder alone, runs `tune` on top of the chosen baseline, and tests the
+chosen baseline + synthetic data as tune advises and at 1:1. `--table` prints what is measured so far.
+
+Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
+long measurement resumes where it stopped, on this machine or another.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthaug.benchmarking import rare_cut_indices, stratified_indices, synthetic_pool, uneven_indices
+from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, ClassifierRecipe, classification_report,
+                               predict, with_baseline)
+from synthaug.conditions import Condition, train_condition
+from synthaug.data.folder import LabelledImages, load_image_folder
+from synthaug.protocols import PROTOCOL_FIT, subset_folder
+from synthaug.selection import choose_baseline, rare_classes, validation_split
+
+RARE = ("Coat", "Shirt", "Pullover")
+
+
+def protocol_data(name: str, root: Path) -> tuple[LabelledImages, LabelledImages, Path, np.ndarray | None]:
+    """(training set, test set, the folder it comes from, its images' scan positions there or None for all)."""
+    if name == "icons":
+        return (load_image_folder(root / "icons/train", 32, 3, progress=False),
+                load_image_folder(root / "icons/test", 32, 3, progress=False), root / "icons/train", None)
+    full = load_image_folder(root / "fashion/train", progress=False)
+    test = load_image_folder(root / "fashion/test", progress=False)
+    labels = full.labels.numpy()
+    if name == "fashion":
+        keep = None
+    elif name.startswith("fashion-") and name.endswith("%"):
+        keep = stratified_indices(labels, float(name[len("fashion-"):-1]) / 100, seed=0)
+    elif name == "fashion-rare":
+        keep = rare_cut_indices(labels, [full.class_names.index(c) for c in RARE], 0.01)
+    elif name == "fashion-3000":
+        keep = uneven_indices(labels, 3000)
+    else:
+        raise SystemExit(f"unknown protocol {name!r}")
+    return (full if keep is None else full.subset(keep)), test, root / "fashion/train", keep
+
+
+def protocol_folder(name: str, root: Path, work: Path) -> Path:
+    """The protocol's training set as a folder (symlinks into the real one, nothing copied)."""
+    _, _, folder, keep = protocol_data(name, root)
+    return folder if keep is None else subset_folder(folder, work / name / "train", keep)
+
+
+def is_uneven(real: LabelledImages) -> bool:
+    """Whether a training set has rare classes (under half the largest)."""
+    return bool(rare_classes(np.bincount(real.labels.numpy()).tolist()))
+
+
+def test_row(real: LabelledImages, test: LabelledImages, recipe: ClassifierRecipe,
+             condition: Condition = Condition()) -> dict[str, Any]:
+    """Train on `real` under `condition` with `recipe`, test: accuracy, balanced accuracy, per-class and rare-class
+    recall, time."""
+    t = time.perf_counter()
+    model, _ = train_condition(condition, real, recipe, torch.device("cpu"))
+    seconds = time.perf_counter() - t
+    pred = predict(model, test.images).argmax(1).numpy()
+    rep = classification_report(test.labels.numpy(), pred, len(real.class_names))
+    rare = rare_classes(np.bincount(real.labels.numpy()).tolist())
+    return {"accuracy": rep["accuracy"], "balanced_accuracy": float(np.mean(rep["per_class_recall"])),
+            "per_class_recall": rep["per_class_recall"], "rare": rare,
+            "rare_recall": float(np.mean([rep["per_class_recall"][c] for c in rare])) if rare else None,
+            "seconds": seconds, "threads": torch.get_num_threads()}
+
+
+class Rows:
+    """The JSON of finished rows, keyed 'protocol|row|steps|seed', written atomically after each."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {"rows": {}, "choices": {}}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+    def measure(self, key: str, fn) -> None:
+        if key in self.data["rows"]:
+            return
+        self.data["rows"][key] = fn()
+        self.save()
+        r = self.data["rows"][key]
+        print(f"{key}: {100 * r['accuracy']:.2f}% (balanced {100 * r['balanced_accuracy']:.2f}%"
+              + (f", rare recall {100 * r['rare_recall']:.1f}%" if r["rare_recall"] is not None else "")
+              + f") in {r['seconds']:.0f} s", flush=True)
+
+
+def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
+    """A generator fitted on the protocol's training folder alone, `tune` on top of the chosen baseline, then on
+    test: the chosen baseline + synthetic data as tune advises, and at 1:1."""
+    import synthaug
+    from synthaug.runs import has_training_state, is_finished, mark_finished
+    from synthaug.sources import resolve_source
+
+    chosen = rows.data["choices"][f"{name}|{args.steps}"]["name"]  # the `chosen` stage runs first
+    folder = protocol_folder(name, args.data, args.work)
+    run = args.work / name / "run"
+    if not is_finished(run):
+        t = time.perf_counter()
+        settings = dataclasses.replace(PROTOCOL_FIT, minutes=args.fit_minutes, class_balance=is_uneven(real) or None)
+        synthaug.fit(folder, run, settings, resume=has_training_state(run), progress=False)
+        mark_finished(run)
+        rows.data.setdefault("fits", {})[name] = {"seconds": time.perf_counter() - t, "minutes": args.fit_minutes}
+        rows.save()
+    if name not in rows.data.setdefault("tune", {}):
+        result = synthaug.tune(run, baseline=chosen, progress=False)
+        rows.data["tune"][name] = {k: result[k] for k in ("advice", "verdict", "sampling", "teacher", "seconds",
+                                                          "use_val_accuracy", "synthetic_only_val_accuracy")}
+        rows.data["tune"][name]["trials"] = result["trials"]
+        rows.save()
+    advice = rows.data["tune"][name]["advice"]
+    print(f"{name}: tune: {rows.data['tune'][name]['verdict']}", flush=True)
+    syn = advice["synthetic"] or {"ratio": 1.0, "mix": "concat", "labels": "hard"}
+    labels = syn["labels"]
+    pool, _, _ = synthetic_pool(resolve_source(run), real, labels, None, torch.device("cpu"), False)
+    mix = "finetune:0.5" if syn["mix"] == "finetune" else syn["mix"]
+    conditions = {"tuned": Condition(pool, syn["ratio"], mix=mix, soft=labels == "soft", baseline=chosen),
+                  "1:1": Condition(pool, 1.0, soft=labels == "soft", baseline=chosen)}
+    if advice["synthetic"] is None:
+        del conditions["tuned"]  # tune's recipe is the chosen baseline alone, measured by the `chosen` stage
+    for seed in range(args.seeds):
+        for label, condition in conditions.items():
+            recipe = ClassifierRecipe(steps=args.steps, seed=seed)
+            rows.measure(f"{name}|{chosen} + synthetic {label}|{args.steps}|{seed}",
+                         lambda: test_row(real, test, recipe, condition))
+
+
+def summary_table(data: dict[str, Any], protocol: str) -> str:
+    """Markdown: every row of a protocol measured so far, mean ± std over its seeds, best first."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for key, r in data["rows"].items():
+        p, row, steps, _ = key.split("|")
+        if p == protocol:
+            groups.setdefault((row, int(steps)), []).append(r)
+    chosen = {v["name"] for k, v in data.get("choices", {}).items() if k.startswith(protocol + "|")}
+    lines = ["| recipe | steps | seeds | test accuracy | balanced accuracy | rare-class recall |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def cell(values: list[float]) -> str:
+        return f"{100 * np.mean(values):.2f} ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 \
+            else f"{100 * values[0]:.2f}"
+
+    for (row, steps), rs in sorted(groups.items(), key=lambda kv: -np.mean([r["accuracy"] for r in kv[1]])):
+        rare = [r["rare_recall"] for r in rs if r["rare_recall"] is not None]
+        label = f"**{row}** (chosen on validation)" if row in chosen else row
+        lines.append(f"| {label} | {steps} | {len(rs)} | {cell([r['accuracy'] for r in rs])} | "
+                     f"{cell([r['balanced_accuracy'] for r in rs])} | {cell(rare) if rare else '-'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument("--protocols", default="fashion-1%,fashion-rare,fashion-3000,icons,fashion-10%")
+    ap.add_argument("--stage", choices=("baselines", "chosen", "synthetic"), default="baselines")
+    ap.add_argument("--work", type=Path, default=Path("runs/recipes"), help="folders and generator runs")
+    ap.add_argument("--fit-minutes", type=float, default=10.0)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=Path("docs/results-baselines.json"))
+    ap.add_argument("--table", action="store_true", help="print the tables of the rows measured so far, and stop")
+    args = ap.parse_args()
+    rows = Rows(args.json)
+    if args.table:
+        for name in args.protocols.split(","):
+            print(f"\n## {name}\n\n{summary_table(rows.data, name)}")
+        return
+    for name in args.protocols.split(","):
+        real, test, _, _ = protocol_data(name, args.data)
+        base = ClassifierRecipe(steps=args.steps)
+        if args.stage == "baselines":
+            names = AUGMENT_BASELINES + (IMBALANCE_BASELINES if is_uneven(real) else ())
+            for seed in range(args.seeds):
+                for b in names:
+                    recipe = with_baseline(ClassifierRecipe(steps=args.steps, seed=seed), b)
+                    rows.measure(f"{name}|{b}|{args.steps}|{seed}", lambda: test_row(real, test, recipe))
+        elif args.stage == "synthetic":
+            synthetic_rows(rows, name, real, test, args)
+        else:
+            key = f"{name}|{args.steps}"
+            if key not in rows.data["choices"]:
+                t = time.perf_counter()
+                train, val = validation_split(real, 0.1)
+                choice = choose_baseline(train, val, base)
+                rows.data["choices"][key] = {**choice.summary(), "seconds": time.perf_counter() - t}
+                rows.save()
+            chosen = rows.data["choices"][key]["name"]
+            print(f"{name}: chosen on validation: {chosen}", flush=True)
+            for steps in (args.steps, 2 * args.steps):
+                for seed in range(args.seeds):
+                    recipe = with_baseline(ClassifierRecipe(steps=steps, seed=seed), chosen)
+                    rows.measure(f"{name}|{chosen}|{steps}|{seed}", lambda: test_row(real, test, recipe))
+
+
+if __name__ == "__main__":
+    main()

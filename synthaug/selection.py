@@ -1,0 +1,157 @@
+"""Choosing on a validation split of the training folder, never on test/: successive halving over named
+candidates, and the best classifier baseline (augmentation policy, then imbalance loss) for a folder."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, ClassifierRecipe, predict,
+                               with_baseline)
+from synthaug.conditions import Condition, train_condition
+from synthaug.data.folder import LabelledImages, stratified_split
+from synthaug.errors import DataError
+from synthaug.fsutil import atomic_write_text
+
+# The augmentation baselines a default search tries: the benchmark's old default (a random shift), random erasing,
+# the two standard policies with erasing, and the two batch mixes. "none" and "trivial" alone stay available by name.
+SEARCHED_AUGMENTS = ("plain", "erasing", "trivial+erasing", "randaugment+erasing", "mixup", "cutmix")
+RARE_SHARE = 0.5  # a class under this share of the largest class's images counts as rare
+
+
+def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
+    """The classes holding fewer than `share` of the largest class's images."""
+    return [c for c, n in enumerate(counts) if n < share * max(counts)]
+
+
+def balanced_accuracy(model: torch.nn.Module, val: LabelledImages) -> float:
+    """Mean per-class recall on `val`: what a class-balanced test would score, whatever the split's class sizes."""
+    pred = predict(model, val.images).argmax(1).numpy()
+    truth = val.labels.numpy()
+    return float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
+
+
+def validation_split(real: LabelledImages, holdout: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
+    """(train, validation) with `holdout` of each class held out, at least one image of every class on each side."""
+    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
+    if counts.min() < 2:
+        name = real.class_names[int(counts.argmin())]
+        raise DataError(f"class {name!r} has {int(counts.min())} image(s); a validation split needs at least 2")
+    k = len(real.class_names)
+    fraction = max(holdout, k / len(real))  # sklearn's stratified split needs a validation image per class
+    return stratified_split(real, min(fraction, 0.5), seed)
+
+
+def successive_halving(names: Sequence[str], score: Callable[[str, int], float], budget: int, rungs: int = 3,
+                       stage: str = "", rows: list[dict[str, Any]] | None = None) -> str:
+    """The best of `names` by `score(name, steps)`: every candidate at budget / 2^(rungs-1) steps, the better half
+    at twice that, and so on up to `budget` (Jamieson & Talwalkar 2016); rows of every trial go to `rows`."""
+    alive = list(names)
+    for r in range(rungs):
+        steps = max(1, budget >> (rungs - 1 - r))
+        scores = {}
+        for name in alive:
+            scores[name] = score(name, steps)
+            if rows is not None:
+                rows.append({"stage": stage, "name": name, "steps": steps, "val": scores[name]})
+        if len(alive) == 1:
+            break
+        keep = 1 if r == rungs - 1 else math.ceil(len(alive) / 2)
+        alive = sorted(alive, key=lambda n: -scores[n])[:keep]  # stable: the first listed wins a tie
+    return alive[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineChoice:
+    """The best classifier baseline for a folder, its recipe, and the validation trials that chose it."""
+
+    name: str
+    recipe: ClassifierRecipe
+    val: float
+    trials: tuple[dict[str, Any], ...]
+    train_images: int
+    val_images: int
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: name, recipe, validation score and the trials."""
+        return {"name": self.name, "recipe": dataclasses.asdict(self.recipe), "val_balanced_accuracy": self.val,
+                "trials": list(self.trials), "train_images": self.train_images, "val_images": self.val_images}
+
+
+def _choice_cache(train: LabelledImages, val: LabelledImages, *key: Any) -> Path:
+    """Where a baseline search on this split with these settings is kept (by content, like the teacher cache)."""
+    from synthaug.data.folder import cache_dir
+
+    h = hashlib.sha256()
+    for part in (train.images, train.labels, val.images, val.labels):
+        h.update(part.numpy().tobytes())
+    h.update(repr(key).encode())
+    return cache_dir() / f"baseline-{h.hexdigest()[:24]}.json"
+
+
+def choose_baseline(train: LabelledImages, val: LabelledImages, recipe: ClassifierRecipe, *,
+                    augments: Sequence[str] = SEARCHED_AUGMENTS, losses: Sequence[str] | None = None,
+                    device: torch.device | str = "cpu", rungs: int = 3, progress: bool = False) -> BaselineChoice:
+    """The best baseline on `val` (balanced accuracy) for a classifier trained on `train` with `recipe`'s
+    architecture and budget: the augmentation baselines by successive halving, then, where `train` has rare
+    classes (or `losses` names them), each imbalance loss on top of the best augmentation against none. A search
+    is kept on disk by the split's content and settings, so the same folder is searched once."""
+    path = _choice_cache(train, val, recipe, tuple(augments), losses, rungs)
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            return BaselineChoice(saved["name"], with_baseline(recipe, saved["name"]), saved["val_balanced_accuracy"],
+                                  tuple(saved["trials"]), len(train), len(val))
+        except (ValueError, KeyError):  # a damaged cache entry: search again
+            path.unlink(missing_ok=True)
+    choice = _search_baseline(train, val, recipe, augments, losses, torch.device(device), rungs, progress)
+    try:
+        atomic_write_text(path, json.dumps(choice.summary()))
+    except OSError:
+        pass
+    return choice
+
+
+def _search_baseline(train: LabelledImages, val: LabelledImages, recipe: ClassifierRecipe, augments: Sequence[str],
+                     losses: Sequence[str] | None, dev: torch.device, rungs: int, progress: bool) -> BaselineChoice:
+    """`choose_baseline`'s search itself."""
+    if losses is None:
+        losses = IMBALANCE_BASELINES if rare_classes(np.bincount(train.labels.numpy()).tolist()) else ()
+    unknown = [n for n in (*augments, *losses) if n not in AUGMENT_BASELINES + IMBALANCE_BASELINES]
+    if unknown:
+        raise DataError(f"unknown baseline(s) {unknown} (of {', '.join(AUGMENT_BASELINES + IMBALANCE_BASELINES)})")
+    rows: list[dict[str, Any]] = []
+    cache: dict[tuple[str, int], float] = {}
+
+    def score(name: str, steps: int) -> float:
+        if (name, steps) not in cache:
+            r = dataclasses.replace(with_baseline(recipe, name), steps=steps)
+            model, _ = train_condition(Condition(), train, r, dev, progress)
+            cache[name, steps] = balanced_accuracy(model, val)
+        return cache[name, steps]
+
+    best = successive_halving(augments, score, recipe.steps, rungs, "augmentation", rows)
+    if losses:
+        candidates = [best] + [f"{best} + {loss}" for loss in losses]
+        best = max(candidates, key=lambda n: score(n, recipe.steps))  # the first (no loss change) wins a tie
+        rows += [{"stage": "imbalance", "name": n, "steps": recipe.steps, "val": score(n, recipe.steps)}
+                 for n in candidates[1:]]
+    return BaselineChoice(best, with_baseline(recipe, best), score(best, recipe.steps), tuple(rows), len(train),
+                          len(val))
+
+
+def format_choice(summary: dict[str, Any]) -> str:
+    """The baseline search (a `BaselineChoice.summary()`) as a Markdown table, the winner in bold."""
+    lines = ["| stage | baseline | steps | val balanced accuracy |", "|---|---|---:|---:|"]
+    for r in summary["trials"]:
+        final = r["name"] == summary["name"] and r["steps"] == summary["recipe"]["steps"]
+        name = f"**{r['name']}**" if final else r["name"]
+        lines.append(f"| {r['stage']} | {name} | {r['steps']} | {100 * r['val']:.2f}% |")
+    return "\n".join(lines)

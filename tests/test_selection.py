@@ -1,0 +1,116 @@
+"""Choosing on validation: successive halving, the best classifier baseline, and the baselines' building blocks."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from synthaug.classify import (AUGMENT_BASELINES, ClassifierRecipe, _mix_soft, describe_recipe, train_on_phases,
+                               Phase, TensorPool, with_baseline)
+from synthaug.data.folder import cache_dir, load_image_folder
+from synthaug.errors import DataError, SynthaugError
+from synthaug.selection import (choose_baseline, format_choice, rare_classes, successive_halving,
+                                validation_split)
+
+TINY = ClassifierRecipe(steps=16, batch_size=32)
+
+
+
+def test_successive_halving_keeps_the_better_half_at_twice_the_budget():
+    calls = []
+
+    def score(name: str, steps: int) -> float:
+        calls.append((name, steps))
+        return {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.9, "e": 0.2}[name] + steps / 1000
+
+    rows = []
+    assert successive_halving("abcde", score, budget=40, rungs=3, stage="s", rows=rows) == "d"
+    assert calls[:5] == [(n, 10) for n in "abcde"]
+    assert calls[5:8] == [("d", 20), ("b", 20), ("c", 20)]  # ceil(5 / 2) survivors, best first
+    assert calls[8:] == [("d", 40), ("b", 40)]
+    assert len(rows) == len(calls) and rows[0] == {"stage": "s", "name": "a", "steps": 10, "val": 0.11}
+
+
+def test_with_baseline_and_its_description():
+    r = with_baseline(ClassifierRecipe(augment="randaugment", erasing=0.5), "trivial+erasing + logit-adjusted")
+    assert (r.augment, r.erasing, r.mix, r.loss) == ("trivial", 0.25, "none", "logit-adjusted")
+    assert describe_recipe(r) == "TrivialAugment + random erasing 0.25 + logit-adjusted loss"
+    assert with_baseline(ClassifierRecipe(mix="cutmix"), "plain") == ClassifierRecipe()
+    with pytest.raises(SynthaugError, match="unknown classifier baseline 'bogus'"):
+        with_baseline(ClassifierRecipe(), "trivial + bogus")
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_soft_targets_mix_with_the_images(mix):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(4)])
+    target = torch.softmax(torch.randn(4, 3, generator=torch.Generator().manual_seed(1)), 1)
+    mixed, t = _mix_soft(x, target, mix, gen)
+    assert torch.allclose(t.sum(1), torch.ones(4))
+    # each image's own share of its pixels is its own target's weight (CutMix: the box's complement)
+    own = (mixed[1] == 1.0).float().mean() if mix == "cutmix" else None
+    lam = (t[1] - target[0]) / (target[1] - target[0])
+    if mix == "cutmix":
+        assert torch.allclose(lam, torch.full_like(lam, float(own)), atol=1e-5)
+    else:
+        assert torch.allclose(mixed[1], lam[0] * x[1] + (1 - lam[0]) * x[0], atol=1e-5)
+
+
+def test_soft_labels_train_under_a_batch_mix(digits_dir):
+    data = load_image_folder(digits_dir, progress=False)
+    soft = torch.nn.functional.one_hot(data.labels, 10).float() * 0.9 + 0.01
+    phase = Phase(6, [TensorPool(data.images, data.labels, soft)], [1.0])
+    a = train_on_phases([phase], 10, dataclasses.replace(TINY, mix="cutmix", steps=6), progress=False)
+    phase = Phase(6, [TensorPool(data.images, data.labels, soft)], [1.0])
+    b = train_on_phases([phase], 10, dataclasses.replace(TINY, mix="cutmix", steps=6), progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(digits_dir):
+    data = load_image_folder(digits_dir, progress=False)
+    labels = data.labels.numpy()
+    keep = np.concatenate([np.flatnonzero(labels == c)[:(60 if c else 12)] for c in range(10)])
+    uneven = data.subset(np.sort(keep))
+    assert rare_classes(np.bincount(uneven.labels.numpy()).tolist()) == [0]
+    train, val = validation_split(uneven, 0.2)
+    choice = choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix"))
+    stages = [(t["stage"], t["name"], t["steps"]) for t in choice.trials]
+    assert stages[:3] == [("augmentation", n, 4) for n in ("plain", "trivial", "cutmix")]
+    assert [s[2] for s in stages if s[0] == "augmentation"] == [4, 4, 4, 8, 8, 16]  # 3 -> 2 -> 1
+    final = {t["name"]: t["val"] for t in choice.trials if t["steps"] == 16}
+    assert choice.name in final and choice.val == max(final.values())
+    aug = max((t for t in choice.trials if t["stage"] == "augmentation" and t["steps"] == 16),
+              key=lambda t: t["val"])["name"]
+    assert {t["name"] for t in choice.trials if t["stage"] == "imbalance"} == {
+        f"{aug} + {loss}" for loss in ("weighted", "logit-adjusted", "balanced-sampling")}
+    assert choice.recipe == with_baseline(TINY, choice.name)
+    assert "**" + choice.name + "**" in format_choice(choice.summary())
+    from synthaug.selection import _choice_cache, _search_baseline
+
+    again = _search_baseline(train, val, TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 3, False)
+    assert again == choice  # seeded: the same choice and scores
+    cached = _choice_cache(train, val, TINY, ("plain", "trivial", "cutmix"), None, 3)
+    assert cached.parent == cache_dir() and cached.is_file()  # kept by content: the next search is free
+    assert choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix")) == choice
+
+
+def test_choose_baseline_skips_losses_on_even_classes_and_rejects_unknown_names(digits_dir):
+    data = load_image_folder(digits_dir, progress=False)
+    train, val = validation_split(data, 0.1)
+    choice = choose_baseline(train, val, TINY, augments=("plain", "mixup"), rungs=1)
+    assert {t["stage"] for t in choice.trials} == {"augmentation"} and len(choice.trials) == 2
+    with pytest.raises(DataError, match="unknown baseline"):
+        choose_baseline(train, val, TINY, augments=("plain", "fancy"))
+    assert set(AUGMENT_BASELINES) >= {"plain", "trivial+erasing", "randaugment+erasing", "mixup", "cutmix"}
+
+
+def test_validation_split_keeps_every_class_on_both_sides(digits_dir):
+    data = load_image_folder(digits_dir, progress=False)
+    small = data.subset(np.concatenate([np.flatnonzero(data.labels.numpy() == c)[:3] for c in range(10)]))
+    train, val = validation_split(small, 0.1)  # 10% of 30 is 3 images: raised to one per class
+    assert sorted(set(val.labels.tolist())) == list(range(10)) == sorted(set(train.labels.tolist()))
+    one = data.subset(np.concatenate([np.flatnonzero(data.labels.numpy() == c)[:1 + (c > 0)] for c in range(10)]))
+    with pytest.raises(DataError, match="class 'digit0' has 1 image"):
+        validation_split(one, 0.1)
