@@ -2,6 +2,7 @@
 are generated anew (and, optionally, soft-labelled by a teacher), measured in one run.
 
     python benchmarks/bench_fresh.py [--source fashion-mnist] [--images 25600] [--repeats 3] [--json out.json]
+        [--soft] [--filter 0.9 --teacher data/fashion/train]
 
 Each repeat times one epoch of each kind back to back (same CNN recipe, batch 128); the table gives the median of
 each and their ratio. Ratios within one run are what to compare; bare times depend on the machine and its load.
@@ -30,9 +31,11 @@ def epoch_seconds(phases: list[Phase], num_classes: int, recipe: ClassifierRecip
     return time.perf_counter() - start
 
 
-def fresh(source, names: tuple[str, ...], teacher: torch.nn.Module | None) -> GeneratorPoolSource:
-    """Fresh epochs from `source`, soft-labelled by `teacher` when one is given."""
-    sampler = Sampler(source, SamplingConfig(), soft=teacher is not None, teacher=teacher)
+def fresh(source, names: tuple[str, ...], teacher: torch.nn.Module | None,
+          min_confidence: float | None = None) -> GeneratorPoolSource:
+    """Fresh epochs from `source`, soft-labelled by `teacher` when one is given, filtered at `min_confidence`."""
+    sampler = Sampler(source, SamplingConfig(min_confidence=min_confidence), soft=teacher is not None,
+                      teacher=teacher)
     return GeneratorPoolSource(sampler, names)
 
 
@@ -43,6 +46,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=25_600, help="images per epoch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--soft", action="store_true", help="also time fresh epochs with a teacher's soft labels")
+    ap.add_argument("--filter", type=float, default=None, metavar="P",
+                    help="also time fresh epochs with soft labels and the teacher's filter at P (needs --teacher)")
+    ap.add_argument("--teacher", default=None, metavar="DIR",
+                    help="train the teacher on this real folder (a filter needs a real teacher; timing alone does not)")
+    ap.add_argument("--teacher-steps", type=int, default=1500)
     ap.add_argument("--json", default="bench_fresh.json")
     args = ap.parse_args()
     source = synthaug.pretrained_path(args.source) if args.source in synthaug.list_pretrained() else args.source
@@ -55,12 +63,19 @@ def main() -> None:
     names = tuple(gen.class_names)
     c, _, r = gen.image_shape
     teacher = build_classifier("cnn", c, gen.num_classes, r).eval() if args.soft else None  # timing: any weights do
+    if args.teacher:
+        from synthaug.sampler import teacher_for_folder
+
+        teacher = teacher_for_folder(args.teacher, gen.image_shape, names, args.teacher_steps)
     kinds = {"export in memory": lambda: [Phase(steps, [file_pool], [1.0])],
              "fresh every epoch": lambda: [Phase(steps, [fresh(source, names, None).pool(args.images, None, 1, False)],
                                                  [1.0])]}
     if args.soft:
         kinds["fresh + soft labels"] = lambda: [Phase(steps, [fresh(source, names, teacher).pool(args.images, None, 1,
                                                                                               True)], [1.0])]
+    if args.filter is not None:
+        kinds[f"fresh + soft labels + filter {args.filter:g}"] = lambda: [Phase(steps, [fresh(
+            source, names, teacher, args.filter).pool(args.images, None, 1, True)], [1.0])]
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.repeats):
         for name, phases in kinds.items():

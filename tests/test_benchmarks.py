@@ -47,12 +47,42 @@ def test_bench_generation_and_scan(tiny_run, tmp_path):
     assert "300 files" in stdout
 
 
-def test_bench_fresh(tiny_run, tmp_path):
-    stdout, result = _bench("bench_fresh", ["--source", str(tiny_run), "--images", "1280", "--repeats", "1", "--soft"],
+def test_bench_fresh(tiny_run, digits_dir, tmp_path):
+    stdout, result = _bench("bench_fresh", ["--source", str(tiny_run), "--images", "1280", "--repeats", "1", "--soft",
+                                            "--filter", "0.05", "--teacher", str(digits_dir), "--teacher-steps", "1"],
                             tmp_path)
     assert "| fresh every epoch |" in stdout and "| fresh + soft labels |" in stdout
     assert result["images_per_epoch"] == 1280 and result["ratio"]["export in memory"] == 1.0
-    assert set(result["seconds"]) == {"export in memory", "fresh every epoch", "fresh + soft labels"}
+    assert set(result["seconds"]) == {"export in memory", "fresh every epoch", "fresh + soft labels",
+                                      "fresh + soft labels + filter 0.05"}
+
+
+@pytest.mark.slow
+def test_bench_classifier_step(tmp_path):
+    stdout, result = _bench("bench_classifier_step", ["--steps", "2", "--repeats", "1"], tmp_path)
+    assert "| torch.compile, 2 threads |" in stdout
+    assert all(len(v) == 1 and v[0] > 0 for v in result["images_per_s"].values())
+
+
+@pytest.mark.slow
+def test_bench_recipes_resumes_row_by_row(digits_splits, tmp_path):
+    """Baselines, then the chosen one, on a data root whose fashion/ is digits; a second call trains nothing."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "fashion").symlink_to(digits_splits)
+    args = ["--data", str(root), "--protocols", "fashion-50%", "--steps", "4", "--seeds", "1"]
+    _, rows = _bench("bench_recipes", [*args, "--stage", "baselines"], tmp_path)
+    assert sorted(k.split("|")[1] for k in rows["rows"]) == sorted(
+        ["plain", "none", "erasing", "trivial", "trivial+erasing", "randaugment+erasing", "mixup", "cutmix"])
+    assert all(r["rare_recall"] is None and r["seconds"] > 0 for r in rows["rows"].values())  # even classes
+    _, rows = _bench("bench_recipes", [*args, "--stage", "chosen"], tmp_path)
+    chosen = rows["choices"]["fashion-50%|4"]["name"]
+    assert {f"fashion-50%|{chosen}|4|0", f"fashion-50%|{chosen}|8|0"} <= set(rows["rows"])
+    before = (tmp_path / "bench_recipes.json").read_text()
+    stdout, _ = _bench("bench_recipes", [*args, "--stage", "chosen"], tmp_path)
+    assert (tmp_path / "bench_recipes.json").read_text() == before  # every row was there: nothing trained again
+    stdout, _ = _bench("bench_recipes", [*args, "--table"], tmp_path)
+    assert "(chosen on validation)" in stdout
 
 
 @pytest.mark.slow
