@@ -279,7 +279,8 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
 @click.option("--classifier-loss", type=click.Choice(CLASSIFIER_LOSSES), default="ce", show_default=True,
               help="For uneven classes: class-weighted, logit-adjusted, or class-balanced sampling.")
 @click.option("--ratios", default="0.25,0.5,1,2", show_default=True,
-              help="Synthetic-per-real ratios of the mixed sets ('none': real and synthetic only).")
+              help="Synthetic-per-real ratios of the mixed sets ('none': real and synthetic only) [a run that "
+                   "`tune` advised: its ratio].")
 @click.option("--mix-recipe", "mix_recipes", default="concat", show_default=True, metavar="R1,R2,..",
               help="How real and synthetic images meet, each reported side by side at the same step budget: concat, "
                    "weighted:W (synthetic share of every batch), finetune[:F] (synthetic first, then real).")
@@ -356,10 +357,26 @@ def benchmark(ctx: click.Context, **flags) -> None:
             values["fit"] = dataclasses.replace(values["fit"], minutes=None)  # the step budget alone ends the fit
     if "sampling" in takes:
         values["sampling"] = _benchmark_sampling(f)
+    if name == "compare" and f["synthetic"] is not None and read_advice_of(f["synthetic"]):
+        from synthaug.benchmarking import advised_use  # a tuned run: its advised ratio and mix recipe, unless set
+
+        ratios, mixes = advised_use(resolve_source(f["synthetic"]), None, None)
+        for param, key, advised in (("ratios", "ratios", ratios), ("mix_recipes", "mixes", mixes)):
+            if ctx.get_parameter_source(param) == ParameterSource.DEFAULT:
+                values[key] = advised
     request = options(**{k: v for k, v in values.items() if k in takes and v is not None})
     _, table, folder = run_protocol(name, request, progress=not f["quiet"])
     click.echo(table)
     click.echo(f"wrote {folder}")
+
+
+def read_advice_of(source: Path) -> dict | None:
+    """`tune`'s advice for a run source (None for exports, plain generator files and untuned runs)."""
+    from synthaug.runs import read_advice
+    from synthaug.sources import GeneratorSource
+
+    resolved = resolve_source(source)
+    return read_advice(resolved.path) if isinstance(resolved, GeneratorSource) else None
 
 
 def _benchmark_sampling(f: dict) -> synthaug.SamplingConfig | None:

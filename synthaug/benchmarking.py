@@ -167,15 +167,26 @@ def resolve_baseline(baseline: str | None, real: LabelledImages, recipe: Classif
     return choice.name, {"how": "chosen on validation", **choice.summary()}
 
 
+def advised_use(source: SyntheticSource | None, ratios: tuple[float, ...] | None,
+                mixes: tuple[str, ...] | None) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    """Ratios and mix recipes to compare; None takes `tune`'s advice for the run (its ratio and mix, else 1:1
+    concat)."""
+    advice = read_advice(source.path) if isinstance(source, GeneratorSource) else None
+    use = (advice or {}).get("synthetic") or {"ratio": 1.0, "mix": "concat"}
+    mix = "finetune:0.5" if use["mix"] == "finetune" else use["mix"]
+    return (ratios if ratios is not None else (use["ratio"],)), (mixes if mixes is not None else (mix,))
+
+
 def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, synthetic: str | Path | SyntheticSource | None,
-              *, recipe: ClassifierRecipe | None = None, ratios: tuple[float, ...] = (1.0,), seeds: int = 1,
+              *, recipe: ClassifierRecipe | None = None, ratios: tuple[float, ...] | None = (1.0,), seeds: int = 1,
               logreg: bool = False, real_fraction: float = 1.0, device: str = "auto",
-              out: str | Path | None = None, progress: bool = True, mixes: tuple[str, ...] = ("concat",),
+              out: str | Path | None = None, progress: bool = True, mixes: tuple[str, ...] | None = ("concat",),
               labels: str = "auto", sampling: SamplingConfig | None = None, baseline: str | None = "auto",
               holdout: float = 0.1) -> dict[str, Any]:
     """Train one classifier per condition (real, synthetic, mixed at each ratio and mix recipe) and seed; test
     each on real data.
 
+    `ratios` and `mixes` None take `tune`'s advice for a tuned run (else 1:1, concat).
     `synthetic` is an HDF5 export, or a run / generator file / pretrained name, which then gives fresh images
     every epoch (no image repeats within the step budget), sampled by `sampling` (default: the run's
     sampling.json). `labels`: "hard", "soft" (the teacher's probabilities: from the export, or for a generator a
@@ -187,9 +198,10 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
     the report dict.
     """
     recipe = recipe or ClassifierRecipe()
+    source = resolve_source(synthetic) if synthetic is not None else None
+    ratios, mixes = advised_use(source, ratios, mixes)
     for mix in mixes:
         parse_mix_recipe(mix)
-    source = resolve_source(synthetic) if synthetic is not None else None
     is_file = isinstance(source, ExportSource)
     # an export's labels are known before any image is decoded; a generator's soft labels come with its sampling
     label_kinds(labels, source.has_soft_labels if is_file else True, source.path if source else "")

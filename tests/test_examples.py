@@ -1,6 +1,7 @@
 """The examples run as a user would run them, on tiny budgets over real digits."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -24,10 +25,16 @@ def _run(args, tmp_path):
 @pytest.mark.slow
 def test_quickstart(digits_splits, tmp_path):
     p = _run([str(EXAMPLES / "quickstart.py"), "--data", str(digits_splits), "--work", str(tmp_path / "w"),
-              "--arch", "mlp", "--minutes", "0.05", "--per-class", "20", "--steps", "20"], tmp_path)
+              "--arch", "mlp", "--minutes", "0.05", "--per-class", "20", "--steps", "20", "--teacher-steps", "20"],
+             tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "a synthetic batch: (200, 1, 8, 8)" in p.stdout
     assert re.search(r"\| real \| 1400 \| \d+\.\d+% \|", p.stdout)
+    assert re.search(r"tune: (no synthetic data: the best baseline|.+ synthetic per real)", p.stdout)
+    report = json.loads((tmp_path / "w" / "report" / "report.json").read_text())
+    advice = json.loads((tmp_path / "w" / "run" / "sampling.json").read_text())["search"]["advice"]
+    assert report["baseline_choice"]["how"] == "tune's advice for the run"
+    assert report["ratios"] == [(advice["synthetic"] or {"ratio": 1.0})["ratio"]]
     assert (tmp_path / "w" / "report" / "report.json").is_file()
 
 

@@ -11,10 +11,11 @@ from click.testing import CliRunner
 import synthaug
 from synthaug import ExportConfig, SamplingConfig
 from synthaug.data.h5format import validate_export
-from synthaug.benchmarking import resolve_baseline
+from synthaug.benchmarking import advised_use, resolve_baseline
 from synthaug.data.folder import load_image_folder
 from synthaug.runs import read_sampling
 from synthaug.sources import resolve_source
+from synthaug_cli.commands import read_advice_of
 from synthaug_cli.main import cli
 
 
@@ -68,6 +69,11 @@ def test_tune_advises_a_whole_recipe_on_the_training_folder_and_export_uses_its_
     train = load_image_folder(split_run.parent / "digits" / "train", progress=False)
     name, how = resolve_baseline("auto", train, recipe, resolve_source(split_run), torch.device("cpu"), 0.1, False)
     assert (name, how) == (advice["baseline"], {"how": "tune's advice for the run"})
+    # and the ratio and mix recipe it compares, unless the user names them
+    use = advice["synthetic"] or {"ratio": 1.0, "mix": "concat"}
+    assert advised_use(resolve_source(split_run), None, None)[0] == (use["ratio"],)
+    assert advised_use(resolve_source(split_run), (2.0,), ("concat",)) == ((2.0,), ("concat",))
+    assert read_advice_of(split_run) == advice and read_advice_of(out) is None
 
 
 def test_tune_flags_give_one_line_errors(split_run):
