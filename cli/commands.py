@@ -84,6 +84,8 @@ def oxygen_icons(out: Path, source: Path | None, test_fraction: float) -> None:
 @click.option("--mode-seeking", type=float, default=None, metavar="WEIGHT",
               help="Weight of the MSGAN mode-seeking term against conditional mode collapse (0: off) "
                    "[default: the architecture's own].")
+@click.option("--lecam", type=click.FloatRange(min=0), default=None, metavar="WEIGHT",
+              help="Weight of the LeCam regulariser of the discriminator, for limited data (0: off) [default: 0].")
 @click.option("--class-balance/--no-class-balance", default=None,
               help="Draw training images with equal probability per class (for imbalanced folders) "
                    "[default: the default recipe decides: on for uneven folders].")
@@ -225,7 +227,7 @@ BENCHMARK_FLAGS = {
     "labels": "labels", "logreg": "logreg", "truncation": "sampling", "latent_scale": "sampling",
     "min_confidence": "sampling", "soft_labels": "sampling", "snapshots": "sampling", "teacher_steps": "sampling",
     "real_fraction": "fractions", "keep": "keep", "imbalance": "rare", "fit_minutes": "fit", "fit_steps": "fit",
-    "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "class_balance": "fit", "work": "work",
+    "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "fit_lecam": "fit", "class_balance": "fit", "work": "work",
     "baseline": "baseline", "headroom": None, "top_up": None, "quiet": None,
 }
 
@@ -314,6 +316,8 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
               help="With a fitting protocol: architecture of its generators [default: the default recipe].")
 @click.option("--fit-ema/--fit-no-ema", default=None,
               help="With a fitting protocol: keep an EMA generator [default: the architecture's own].")
+@click.option("--fit-lecam", type=click.FloatRange(min=0), default=None, metavar="WEIGHT",
+              help="With a fitting protocol: LeCam regularisation of its discriminators [default: 0, off].")
 @click.option("--class-balance/--no-class-balance", default=None,
               help="With a fitting protocol: class-balanced sampling in its fits [default: on for --imbalance].")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
@@ -352,7 +356,8 @@ def benchmark(ctx: click.Context, **flags) -> None:
     if "fit" in takes:
         base = next(x for x in dataclasses.fields(options) if x.name == "fit").default
         values["fit"] = fit_settings(base, minutes=f["fit_minutes"], max_steps=f["fit_steps"], augment=f["augment"],
-                                     arch=f["fit_arch"], ema=f["fit_ema"], class_balance=f["class_balance"])
+                                     arch=f["fit_arch"], ema=f["fit_ema"], class_balance=f["class_balance"],
+                                     lecam=f["fit_lecam"])
         if f["fit_steps"] is not None and f["fit_minutes"] is None:
             values["fit"] = dataclasses.replace(values["fit"], minutes=None)  # the step budget alone ends the fit
     if "sampling" in takes:

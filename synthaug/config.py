@@ -57,6 +57,7 @@ class TrainConfig:
     max_steps: int | None = None
     augment: str | None = None  # DiffAugment policy, e.g. "translation,cutout,color" (synthaug/augment.py)
     mode_seeking: float = 0.0  # weight of the MSGAN mode-seeking term in the generator loss (0: off)
+    lecam: float = 0.0  # weight of the LeCam regulariser of the discriminator (Tseng et al. 2021; 0: off)
     sample_every: int | None = None  # epochs between grids/snapshots; None: every epoch (~200 steps on tiny data)
     class_balance: bool = False  # draw training images with equal total probability per class (rare classes)
 
@@ -68,6 +69,9 @@ class TrainConfig:
             raise SynthaugError(f"max steps must be at least 1 (got {self.max_steps})")
         if self.minutes is not None and not self.minutes > 0:
             raise SynthaugError(f"minutes must be positive (got {self.minutes})")
+        if self.lecam < 0 or self.mode_seeking < 0:
+            raise SynthaugError(f"regulariser weights must be >= 0 (got lecam {self.lecam}, mode seeking "
+                                f"{self.mode_seeking})")
         if self.sample_every is not None and self.sample_every < 1:
             raise SynthaugError(f"sample every must be at least 1 (got {self.sample_every})")
 
@@ -91,6 +95,7 @@ class FitSettings:
     lr_d: float | None = None
     augment: str | None = None
     mode_seeking: float | None = None
+    lecam: float | None = None
     class_balance: bool | None = None
     sample_every: int | None = None
     seed: int | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
@@ -73,10 +74,13 @@ class Models:
     ema: AveragedModel | None
     g_train: nn.Module | None = None
     d_pair: nn.Module | None = None
+    lecam_anchors: torch.Tensor | None = None  # moving averages of D's real and fake outputs (LeCam)
 
     def __post_init__(self) -> None:
         self.g_train = self.g_train or self.g
         self.d_pair = self.d_pair or DiscriminatorPair(self.d)
+        if self.lecam_anchors is None:
+            self.lecam_anchors = torch.zeros(2, device=next(self.d.parameters()).device)
 
     @property
     def sampler(self) -> ConditionalGenerator:
@@ -138,9 +142,23 @@ def _grad_norm(module: nn.Module) -> float:
     return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
 
+LECAM_DECAY = 0.99  # of the anchors' moving averages, as in Tseng et al. 2021
+
+
+def lecam_term(real_logits: torch.Tensor, fake_logits: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """LeCam regularisation (Tseng et al. 2021, arXiv:2104.03310): keeps D's real outputs from drifting above its
+    average fake output and its fake outputs below its average real one, which bounds D on limited data. Updates
+    `anchors` (real, fake) in place."""
+    term = F.relu(real_logits - anchors[1]).pow(2).mean() + F.relu(anchors[0] - fake_logits).pow(2).mean()
+    with torch.no_grad():
+        anchors.mul_(LECAM_DECAY).add_((1 - LECAM_DECAY) * torch.stack([real_logits.mean(), fake_logits.mean()]))
+    return term
+
+
 def d_step(m: Models, loss: LossPair, real: torch.Tensor, labels: torch.Tensor, smoothing: float,
-           want_norms: bool, augment: tuple[str, ...] = ()) -> dict[str, float]:
-    """One discriminator update on a real batch and an equally sized fake batch of the same labels."""
+           want_norms: bool, augment: tuple[str, ...] = (), lecam: float = 0.0) -> dict[str, float]:
+    """One discriminator update on a real batch and an equally sized fake batch of the same labels (plus the LeCam
+    term at weight `lecam`)."""
     device = real.device
     with torch.no_grad(), _autocast(device):
         fake = m.g_train(m.g.sample_latent(real.shape[0], device=device), labels)
@@ -148,6 +166,8 @@ def d_step(m: Models, loss: LossPair, real: torch.Tensor, labels: torch.Tensor, 
         real_logits, fake_logits = m.d_pair(diff_augment(real, augment), diff_augment(fake.detach(), augment),
                                             labels)
         d_loss = loss.d_loss(real_logits.float(), fake_logits.float(), smoothing)
+        if lecam > 0:
+            d_loss = d_loss + lecam * lecam_term(real_logits.float(), fake_logits.float(), m.lecam_anchors)
     m.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     out = {"d_loss": d_loss.detach(), "d_real": real_logits.detach().float().mean(),
@@ -249,6 +269,7 @@ class ResolvedFit:
         line = (f"  fit: {self.arch}, width {self.width}, EMA {'on' if self.ema else 'off'}, "
                 f"resolution {side}; {budget}, batch {t.batch_size}, loss {t.loss}, "
                 f"lr {t.lr_g:g}/{t.lr_d:g}, DiffAugment {t.augment or 'off'}, mode seeking {t.mode_seeking:g}, "
+                f"LeCam {t.lecam:g}, "
                 f"class balance {'on' if t.class_balance else 'off'}, seed {t.seed}")
         return "\n".join([f"  {r}" for r in self.reasons] + [line])
 
@@ -371,7 +392,7 @@ def _resumed_config(out: Path, overrides: dict[str, Any]) -> RunConfig:
 def models_state(m: Models) -> dict[str, Any]:
     """The state dicts of both networks, their optimisers and the EMA copy."""
     state = {"generator": m.g.state_dict(), "discriminator": m.d.state_dict(),
-             "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict()}
+             "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(), "lecam_anchors": m.lecam_anchors.cpu()}
     if m.ema is not None:
         state["generator_ema"] = m.ema.state_dict()
     return state
@@ -383,6 +404,8 @@ def load_models_state(m: Models, state: dict[str, Any], where: str, arch: str) -
         for net, key in ((m.g, "generator"), (m.d, "discriminator"), (m.opt_g, "opt_g"), (m.opt_d, "opt_d"),
                          *([(m.ema, "generator_ema")] if m.ema is not None else [])):
             net.load_state_dict(state[key])
+        if "lecam_anchors" in state:  # checkpoints from before LeCam have none: zeros, as at the start
+            m.lecam_anchors.copy_(state["lecam_anchors"])
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{where}: does not match the run's architecture {arch!r} "
                               f"({str(exc).splitlines()[0][:160]})") from None
@@ -612,6 +635,6 @@ class Trainer:
         t = self.cfg.train
         stats: dict[str, Any] = {}
         for _ in range(t.d_steps):
-            stats.update(d_step(self.models, self.loss, real, labels, smoothing, want, self.augment))
+            stats.update(d_step(self.models, self.loss, real, labels, smoothing, want, self.augment, t.lecam))
         stats.update(g_step(self.models, self.loss, labels, want, self.augment, t.mode_seeking))
         return stats

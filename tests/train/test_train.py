@@ -128,6 +128,35 @@ def test_class_balanced_fit_is_recorded_and_resumes(digits_dir, tmp_path):
         torch.testing.assert_close(a["generator"][key], b["generator"][key])
 
 
+def test_lecam_regularises_the_discriminator_and_resumes_exactly(digits_dir, tmp_path):
+    kwargs = dict(arch="dcgan", epochs=1, batch_size=32, progress=False, seed=3)
+    plain = synthaug.fit(digits_dir, tmp_path / "plain", max_steps=8, **kwargs)
+    straight = synthaug.fit(digits_dir, tmp_path / "a", max_steps=8, lecam=0.5, **kwargs)
+    assert load_run_config(straight).train.lecam == 0.5
+    split = synthaug.fit(digits_dir, tmp_path / "b", max_steps=3, lecam=0.5, **kwargs)
+    synthaug.fit(digits_dir, split, resume=True, max_steps=8, progress=False)
+    a, b, p = (load_safe(r / "checkpoint.pt") for r in (straight, split, plain))
+    assert a["lecam_anchors"].abs().sum() > 0  # the anchors follow D's outputs
+    torch.testing.assert_close(a["lecam_anchors"], b["lecam_anchors"])  # and travel with the checkpoint
+    for key in a["discriminator"]:
+        torch.testing.assert_close(a["discriminator"][key], b["discriminator"][key])
+    assert any(not torch.equal(a["discriminator"][k], p["discriminator"][k]) for k in a["discriminator"])
+    with pytest.raises(synthaug.SynthaugError, match="regulariser weights must be >= 0"):
+        synthaug.fit(digits_dir, tmp_path / "c", max_steps=1, lecam=-1.0, **kwargs)
+
+
+def test_lecam_term_pushes_outputs_towards_the_other_sides_average():
+    from synthaug.train import lecam_term
+
+    anchors = torch.tensor([1.0, -1.0])  # real average 1, fake average -1
+    real, fake = torch.tensor([0.0, 2.0]), torch.tensor([0.0, -3.0])
+    term = lecam_term(real, fake, anchors)
+    # real outputs above the fake average (-1): (0+1)^2 and (2+1)^2; fake outputs below the real average (1): (1-0)^2
+    # and (1+3)^2
+    assert term.item() == pytest.approx((1 + 9) / 2 + (1 + 16) / 2)
+    assert torch.allclose(anchors, torch.tensor([0.99 * 1 + 0.01 * 1.0, 0.99 * -1 + 0.01 * -1.5]))
+
+
 @pytest.mark.parametrize("arch", ["mlp-maxout", "dcgan", "sngan", "sngan-cnn"])
 def test_every_architecture_trains_a_step(digits_dir, tmp_path, arch):
     run = synthaug.fit(digits_dir, tmp_path / arch, arch=arch, epochs=1, max_steps=3, batch_size=16,
