@@ -163,7 +163,7 @@ def sampling_options(f):
                      help="Pool these generator snapshots of the run (names under RUN/generators/)."),
         click.option("--teacher-steps", type=int, default=None, metavar="N",
                      help="Training steps of the teacher (soft labels, filter) [default: sampling.json, else 40 "
-                          "epochs of the real folder, 500 to 6,000 steps]."),
+                          "epochs of the real folder, 500 to 3,000 steps]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -459,7 +459,7 @@ def select_best(run: Path, from_epoch: int, quiet: bool) -> None:
 @click.option("--holdout", type=float, default=0.1, show_default=True, help="Validation share of each class.")
 @click.option("--steps", type=int, default=400, show_default=True, help="Steps of each trial's classifier.")
 @click.option("--teacher-steps", type=int, default=None,
-              help="Steps of the teacher [default: its budget follows the folder; the better of it and twice it].")
+              help="Steps of the teacher [default: its budget follows the folder; the better of half of it and all of it].")
 @baseline_option
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)

@@ -3,7 +3,7 @@ folder only (test/ is never opened).
 
 Stages, each keeping the best so far: the classifier baseline (augmentation policies by successive halving, then
 imbalance losses where classes are uneven); the teacher of soft labels and filters (the baseline's loss, its budget
-following the folder, at that budget and twice it); then the sampling of the generator (snapshots, latent scale,
+following the folder, at half that budget and all of it); then the sampling of the generator (snapshots, latent scale,
 confidence filter, hard or soft labels), scored by a short classifier on fresh samples alone; last, whether mixing
 them into the real images beats the best baseline at all, at which ratio and mix recipe. Every classifier trains
 under the chosen baseline and is scored by balanced accuracy on the validation split.
@@ -96,9 +96,11 @@ def snapshot_candidates(source: Path, last: int = 2) -> list[tuple[str, ...] | N
 
 def choose_teacher(train: LabelledImages, val: LabelledImages, steps: int | None, baseline: str | None,
                    device: torch.device, progress: bool) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The teacher with the better validation balanced accuracy: at its folder-following budget and at twice it
-    (or at `steps` when given), trained with the baseline's imbalance loss."""
-    budgets = [steps] if steps else [teacher_budget(len(train)), 2 * teacher_budget(len(train))]
+    """The teacher with the better validation balanced accuracy: at half its folder-following budget and at the
+    budget (or at `steps` when given), trained with the baseline's imbalance loss; the two say whether the budget
+    has converged."""
+    budget = teacher_budget(len(train))
+    budgets = [steps] if steps else [budget // 2, budget]
     trials = []
     for b in budgets:
         model = teacher_on(train, b, device, progress, desc=f"teacher ({b} steps)", baseline=baseline)
