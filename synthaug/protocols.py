@@ -334,8 +334,8 @@ def rare_conditions(top_up: TensorSource, baseline: str | None, ceiling: TensorS
 def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[int], recipe: ClassifierRecipe,
                  device: torch.device, progress: bool) -> tuple[TensorSource, dict[str, Any]]:
     """The top-up shaped on a validation split of `real` (`synthaug.topup.choose_top_up`, its teacher trained with
-    the recipe's imbalance loss on the split's train part), then applied to all of `real` with a teacher trained
-    on all of it."""
+    the recipe's imbalance loss on the split's train part), then applied to all of `real`, labelled and filtered by
+    the same teacher."""
     train, val = validation_split(real, 0.1)
     loss = None if recipe.loss == "ce" else recipe.loss
     teacher = teacher_on(train, None, device, progress, desc="top-up teacher (train split)", baseline=loss)
@@ -343,7 +343,7 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
     shape = choice["shape"]
     if progress:
         print(f"top-up chosen on validation: {shape.describe(real.class_names) if shape.classes else 'none'}")
-    probs = predict(teacher_on(real, None, device, progress, baseline=loss), top_up.images)
+    probs = predict(teacher, top_up.images)
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
     shaped = shape_top_up(top_up, counts, shape, probs)
     shaped.mixed = "real + tuned synthetic top-up"
