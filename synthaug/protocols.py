@@ -325,7 +325,7 @@ def rare_conditions(top_up: TensorSource, baseline: str | None, ceiling: TensorS
     out = {"real": Condition(), "baseline": Condition(baseline=baseline or "weighted"),
            "top-up": Condition(top_up, baseline=baseline)}
     if tuned is not None:
-        out["tuned top-up"] = Condition(tuned, baseline=baseline or "weighted", soft=tuned.has_soft)
+        out["tuned top-up"] = Condition(tuned, baseline=baseline, soft=tuned.has_soft)
     if ceiling is not None:
         out["ceiling"] = Condition(ceiling, baseline=baseline)
     return out
@@ -377,8 +377,8 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
     best, how = resolve_baseline(baseline, real, recipe, None, dev, 0.1, progress)
     tuned, top_up_choice = None, None
     if "tuned top-up" in rows:
-        tuned, top_up_choice = tuned_top_up(real, top_up, rare_ids, with_baseline(recipe, best or "weighted"), dev,
-                                            progress)
+        tuned, top_up_choice = tuned_top_up(real, top_up, rare_ids, with_baseline(recipe, best) if best else recipe,
+                                            dev, progress)
     known = rare_conditions(top_up, best, ceiling, tuned)
     results = run_conditions([known[k] for k in rows if k in known], real, test, recipe, seeds, dev, progress)
     for r in results.values():
