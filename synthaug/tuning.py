@@ -4,8 +4,9 @@ folder only (test/ is never opened).
 Stages, each keeping the best so far: the classifier baseline (augmentation policies by successive halving, then
 imbalance losses where classes are uneven); the teacher of soft labels and filters (the baseline's loss, its budget
 following the folder, at half that budget and all of it); then the sampling of the generator (snapshots, latent scale,
-confidence filter, hard or soft labels), scored by a short classifier on fresh samples alone; last, whether mixing
-them into the real images beats the best baseline at all, at which ratio and mix recipe. Every classifier trains
+confidence filter, hard or soft labels), scored by a short classifier on fresh samples alone; then whether mixing
+them into the real images beats the best baseline at all, at which ratio and mix recipe; last, on a folder with
+rare classes, a top-up of them, shaped class by class (`synthaug.topup`). Every classifier trains
 under the chosen baseline and is scored by balanced accuracy on the validation split.
 """
 from __future__ import annotations
@@ -15,18 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from synthaug.classify import ClassifierRecipe, describe_recipe, imbalance_part, teacher_budget, with_baseline
-from synthaug.conditions import Condition, GeneratorPoolSource, train_condition
+from synthaug.conditions import Condition, GeneratorPoolSource, TensorSource, train_condition
 from synthaug.config import SamplingConfig
 from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 from synthaug.sampler import Sampler, teacher_on
-from synthaug.selection import BaselineChoice, balanced_accuracy, choose_baseline, format_choice, validation_split
+from synthaug.selection import (BaselineChoice, balanced_accuracy, choose_baseline, format_choice, rare_classes,
+                                validation_split)
+from synthaug.topup import choose_top_up
 from synthaug.sources import resolve_source
 
 LATENT_SCALES = (0.8, 1.0, 1.25)
@@ -151,14 +155,22 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
         best = s.best("labels", [dataclasses.replace(best, soft_labels=v) for v in (False, True)])
         uses = {(r, m): s.score(best, "use", r, m) for r, m in USES}
     top = max(uses, key=uses.get)
-    synthetic = uses[top] > choice.val
+    top_up = rare_top_up(source, best, train, val, teacher, choice.recipe, dev, progress)
+    top_up_val = top_up["val_balanced_accuracy"] if top_up and top_up["shape"].classes else -1.0
+    synthetic = uses[top] > choice.val and uses[top] >= top_up_val  # one way to add images: the better one
+    adopted_top_up = top_up_val > choice.val and not synthetic
     advice = {"baseline": choice.name, "recipe": describe_recipe(choice.recipe),
               "classifier": dataclasses.asdict(choice.recipe),
               "synthetic": {"ratio": top[0], "mix": top[1], "labels": "soft" if best.soft_labels else "hard"}
               if synthetic else None,
-              "val_balanced_accuracy": uses[top] if synthetic else choice.val,
+              "top_up": {**dataclasses.asdict(top_up["shape"]),
+                         "described": top_up["shape"].describe(train.class_names)} if adopted_top_up else None,
+              "val_balanced_accuracy": max(choice.val, uses[top] if synthetic else -1.0,
+                                           top_up_val if adopted_top_up else -1.0),
               "baseline_val_balanced_accuracy": choice.val}
-    result = {"advice": advice, "verdict": verdict(advice, uses[top]), "sampling": dataclasses.asdict(best),
+    result = {"advice": advice, "verdict": verdict(advice, max(uses[top], top_up_val)),
+              "top_up": None if top_up is None else {**top_up, "shape": dataclasses.asdict(top_up["shape"])},
+              "sampling": dataclasses.asdict(best),
               "baseline": choice.summary(), "teacher": teacher_info,
               "synthetic_only_val_accuracy": s.scores[repr((best, None, "concat"))],
               "use_val_accuracy": {f"{r:g} {m}": a for (r, m), a in uses.items()},
@@ -173,12 +185,42 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     return result
 
 
+def rare_top_up(source: Path, sampling: SamplingConfig, train: LabelledImages, val: LabelledImages,
+                teacher: torch.nn.Module, recipe: ClassifierRecipe, device: torch.device,
+                progress: bool) -> dict[str, Any] | None:
+    """For a folder with rare classes: the generator's top-up of them to the largest class (the chosen snapshots
+    and latent scale), shaped on validation by `synthaug.topup.choose_top_up`; None for an even folder."""
+    counts = np.bincount(train.labels.numpy(), minlength=len(train.class_names))
+    rare = rare_classes(counts.tolist())
+    if not rare:
+        return None
+    plain = dataclasses.replace(sampling, min_confidence=None, soft_labels=False)  # the shaping filters and labels
+    sampler = Sampler(source, plain, device=device, teacher=teacher)
+    remap = sampler.remap_to(train.class_names, source)
+    names = {name: int(counts[i]) for i, name in enumerate(train.class_names)}
+    blocks = list(sampler.blocks(sampler.top_up_plan({c: names[c] for c in sampler.class_names}, seed=0)))
+    images = torch.from_numpy(np.concatenate([b.images for b in blocks]))
+    labels = remap[torch.from_numpy(np.concatenate([b.labels for b in blocks]))]
+    keep = torch.isin(labels, torch.tensor(rare))  # the plan fills every class short of the largest
+    pool = TensorSource(images[keep], labels[keep], alone="top-up only", mixed="real + top-up")
+    choice = choose_top_up(train, val, pool, teacher, recipe, rare, device)
+    if progress:
+        shape = choice["shape"]
+        print(f"top-up: {shape.describe(train.class_names) if shape.classes else 'refused'} "
+              f"({100 * choice['val_balanced_accuracy']:.2f}% on validation)")
+    return choice
+
+
 def verdict(advice: dict[str, Any], best_mix: float) -> str:
     """One line naming the whole recipe and what synthetic data adds on validation, or that it adds nothing."""
     base = advice["baseline_val_balanced_accuracy"]
+    if advice.get("top_up"):
+        return (f"{advice['recipe']}, plus a top-up of {advice['top_up']['described']}: "
+                f"{100 * (advice['val_balanced_accuracy'] - base):+.2f} points on validation over the best baseline "
+                f"alone ({100 * base:.2f}%)")
     if advice["synthetic"] is None:
         return (f"no synthetic data: the best baseline ({advice['recipe']}) scored {100 * base:.2f}% on validation, "
-                f"every mix below it (best {100 * best_mix:.2f}%)")
+                f"every mix and top-up below it (best {100 * best_mix:.2f}%)")
     syn = advice["synthetic"]
     return (f"{advice['recipe']}, plus {syn['ratio']:g} synthetic per real ({syn['labels']} labels, {syn['mix']}): "
             f"{100 * (best_mix - base):+.2f} points on validation over the best baseline alone "

@@ -68,8 +68,8 @@ FLOORS = [
     ["synthaug.fresh", "synthaug.exporting", "synthaug.metrics"],
     ["synthaug.conditions"],
     ["synthaug.selection"],
-    ["synthaug.benchmarking", "synthaug.tuning", "synthaug.topup"],
-    ["synthaug.protocols"],
+    ["synthaug.benchmarking", "synthaug.topup"],
+    ["synthaug.tuning", "synthaug.protocols"],
 ]
 
 

@@ -81,3 +81,25 @@ def test_tune_flags_give_one_line_errors(split_run):
                        (["--steps", "0"], "--steps and --teacher-steps must be at least 1")):
         result = CliRunner().invoke(cli, ["tune", str(split_run), *args])
         assert result.exit_code == 2 and text in result.output
+
+
+@pytest.mark.slow
+def test_tune_on_an_uneven_folder_shapes_a_rare_class_top_up(tmp_path):
+    from conftest import write_digits
+
+    train = write_digits(tmp_path / "uneven" / "train", per_class=60)
+    for png in sorted((train / "digit3").glob("*.png"))[12:]:  # digit3 keeps 12 of its 60 images: a rare class
+        png.unlink()
+    run = synthaug.fit(train, tmp_path / "run", arch="mlp", max_steps=30, batch_size=32, progress=False)
+    recipe = synthaug.ClassifierRecipe(steps=8, batch_size=32)
+    result = synthaug.tune(run, recipe=recipe, teacher_steps=4, progress=False)
+    top_up = result["top_up"]
+    assert top_up is not None and top_up["trials"][0]["shape"] is None  # the baseline alone, scored first
+    assert tuple(top_up["trials"][1]["shape"]["classes"]) == (3,)  # every rare class, then shaped
+    advice = result["advice"]
+    assert advice["synthetic"] is None or advice["top_up"] is None  # one way to add images, the better one
+    if advice["top_up"]:
+        assert advice["val_balanced_accuracy"] > advice["baseline_val_balanced_accuracy"]
+        assert result["verdict"].startswith(f"{advice['recipe']}, plus a top-up of digit3")
+    elif advice["synthetic"] is None:
+        assert result["verdict"].startswith("no synthetic data")
