@@ -133,8 +133,10 @@ def _search_baseline(train: LabelledImages, val: LabelledImages, recipe: Classif
     def score(name: str, steps: int) -> float:
         if (name, steps) not in cache:
             r = dataclasses.replace(with_baseline(recipe, name), steps=steps)
-            model, _ = train_condition(Condition(), train, r, dev, progress)
+            model, _ = train_condition(Condition(), train, r, dev)
             cache[name, steps] = balanced_accuracy(model, val)
+            if progress:
+                print(f"  baseline {name} at {steps} steps: {100 * cache[name, steps]:.2f}% on validation", flush=True)
         return cache[name, steps]
 
     best = successive_halving(augments, score, recipe.steps, rungs, "augmentation", rows)
