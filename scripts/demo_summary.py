@@ -24,6 +24,7 @@ def main(folder: Path) -> None:
     names = {"real": "Coat, Shirt, Pullover cut to 1%: plain recipe",
              "baseline": f"best imbalance baseline ({rare.get('baseline') or 'class-weighted loss'})",
              "top-up": "best baseline + synthetic top-up (generator fitted on the cut set)",
+             "tuned top-up": "best baseline + the top-up shaped on validation",
              "ceiling": "best baseline + top-up of held-out real images (ceiling)"}
     for kind, name in rare["rows"].items():
         r = rare["results"][name]
@@ -33,9 +34,11 @@ def main(folder: Path) -> None:
     for name, acc, recall in rows:
         print(f"{name:{width}}  {acc:>8}  {recall:>17}")
     added = res[syn]["accuracy"] - res[ref]["accuracy"]
-    base, top = rare["results"][rare["rows"]["baseline"]], rare["results"][rare["rows"]["top-up"]]
+    top_kind = "tuned top-up" if "tuned top-up" in rare["rows"] else "top-up"
+    base, top = rare["results"][rare["rows"]["baseline"]], rare["results"][rare["rows"][top_kind]]
     print(f"\nOn top of the best baseline, the shipped generator's images moved accuracy by {100 * added:+.2f} points "
-          f"and the rare-class top-up moved rare-class recall by "
+          f"and the rare-class top-up{' shaped on validation' if top_kind == 'tuned top-up' else ''} moved rare-class "
+          f"recall by "
           f"{100 * (top['rare_recall'] - base['rare_recall']):+.1f} points"
           + (" (below the baseline: it would not be advised)" if top["rare_recall"] < base["rare_recall"] else "")
           + ". `synthaug tune RUN` says which recipe wins on your own folder.")
