@@ -376,12 +376,10 @@ def benchmark(ctx: click.Context, **flags) -> None:
 
 
 def read_advice_of(source: Path) -> dict | None:
-    """`tune`'s advice for a run source (None for exports, plain generator files and untuned runs)."""
-    from synthaug.runs import read_advice
-    from synthaug.sources import GeneratorSource
+    """`tune`'s advice for a run source given on the command line."""
+    from synthaug.benchmarking import advice_of
 
-    resolved = resolve_source(source)
-    return read_advice(resolved.path) if isinstance(resolved, GeneratorSource) else None
+    return advice_of(resolve_source(source))
 
 
 def _benchmark_sampling(f: dict) -> synthaug.SamplingConfig | None:

@@ -152,7 +152,7 @@ def resolve_baseline(baseline: str | None, real: LabelledImages, recipe: Classif
     if baseline != "auto":
         with_baseline(recipe, baseline)  # an unknown name fails here, before any training
         return baseline, {"how": "named"}
-    advice = read_advice(source.path) if isinstance(source, GeneratorSource) else None
+    advice = advice_of(source)
     if advice and advice.get("baseline"):
         return advice["baseline"], {"how": "tune's advice for the run"}
     try:
@@ -167,11 +167,16 @@ def resolve_baseline(baseline: str | None, real: LabelledImages, recipe: Classif
     return choice.name, {"how": "chosen on validation", **choice.summary()}
 
 
+def advice_of(source: SyntheticSource | None) -> dict[str, Any] | None:
+    """`tune`'s advice for a run source (None for exports, plain generator files and untuned runs)."""
+    return read_advice(source.path) if isinstance(source, GeneratorSource) else None
+
+
 def advised_use(source: SyntheticSource | None, ratios: tuple[float, ...] | None,
                 mixes: tuple[str, ...] | None) -> tuple[tuple[float, ...], tuple[str, ...]]:
     """Ratios and mix recipes to compare; None takes `tune`'s advice for the run (its ratio and mix, else 1:1
     concat)."""
-    advice = read_advice(source.path) if isinstance(source, GeneratorSource) else None
+    advice = advice_of(source)
     use = (advice or {}).get("synthetic") or {"ratio": 1.0, "mix": "concat"}
     mix = "finetune:0.5" if use["mix"] == "finetune" else use["mix"]
     return (ratios if ratios is not None else (use["ratio"],)), (mixes if mixes is not None else (mix,))

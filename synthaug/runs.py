@@ -201,23 +201,28 @@ def generator_files(source: str | Path, snapshots: tuple[str, ...] | None) -> li
     return files
 
 
-def read_sampling(run_or_checkpoint: str | Path) -> SamplingConfig | None:
-    """The sampling settings `tune` saved in a run (None when there are none)."""
+def _sampling_json(run_or_checkpoint: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """(path, contents) of a run's sampling.json, None when it has none."""
     run = run_folder_of(run_or_checkpoint)
     path = run / SAMPLING_FILE if run is not None else None
     if path is None or not path.is_file():
         return None
-    raw = json.loads(path.read_text(encoding="utf-8") or "{}")
+    return path, json.loads(path.read_text(encoding="utf-8") or "{}")
+
+
+def read_sampling(run_or_checkpoint: str | Path) -> SamplingConfig | None:
+    """The sampling settings `tune` saved in a run (None when there are none)."""
+    found = _sampling_json(run_or_checkpoint)
+    if found is None:
+        return None
+    path, raw = found
     return config_from_json(SamplingConfig, json.dumps(raw.get("sampling", raw)), str(path))
 
 
 def read_advice(run_or_checkpoint: str | Path) -> dict[str, Any] | None:
     """The whole recipe `tune` advised for a run (classifier baseline, synthetic use), None when it has none."""
-    run = run_folder_of(run_or_checkpoint)
-    path = run / SAMPLING_FILE if run is not None else None
-    if path is None or not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8") or "{}").get("search", {}).get("advice")
+    found = _sampling_json(run_or_checkpoint)
+    return found[1].get("search", {}).get("advice") if found else None
 
 
 def write_sampling(run: str | Path, sampling: SamplingConfig, record: dict[str, Any]) -> Path:

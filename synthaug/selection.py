@@ -31,11 +31,19 @@ def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
     return [c for c, n in enumerate(counts) if n < share * max(counts)]
 
 
-def balanced_accuracy(model: torch.nn.Module, val: LabelledImages) -> float:
-    """Mean per-class recall on `val`: what a class-balanced test would score, whatever the split's class sizes."""
+def validation_recall(model: torch.nn.Module, val: LabelledImages) -> tuple[float, list[float]]:
+    """(balanced accuracy, per-class recall) on `val`: the mean recall over the classes it holds is what a
+    class-balanced test would score, whatever the split's class sizes; a class it lacks has recall 0."""
     pred = predict(model, val.images).argmax(1).numpy()
     truth = val.labels.numpy()
-    return float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
+    recall = [float((pred[truth == c] == c).mean()) if (truth == c).any() else 0.0
+              for c in range(len(val.class_names))]
+    return float(np.mean([recall[c] for c in np.unique(truth)])), recall
+
+
+def balanced_accuracy(model: torch.nn.Module, val: LabelledImages) -> float:
+    """Mean per-class recall on `val` (see `validation_recall`)."""
+    return validation_recall(model, val)[0]
 
 
 def validation_split(real: LabelledImages, holdout: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:

@@ -12,7 +12,7 @@ import torch
 from synthaug.classify import ClassifierRecipe, predict
 from synthaug.conditions import Condition, TensorSource, train_condition
 from synthaug.data.folder import LabelledImages
-from synthaug.selection import balanced_accuracy
+from synthaug.selection import validation_recall
 
 CAPS = (None, 0.8, 0.5)  # the largest synthetic share of a class a top-up may reach (None: fill to the largest)
 
@@ -72,10 +72,7 @@ def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSour
             shape = None
         condition = Condition() if shape is None else Condition(shape_top_up(top_up, counts, shape, probs))
         model, images = train_condition(condition, train, recipe, dev)
-        pred = predict(model, val.images).argmax(1).numpy()
-        truth = val.labels.numpy()
-        recall = [float((pred[truth == c] == c).mean()) for c in range(len(train.class_names))]
-        acc = balanced_accuracy(model, val)
+        acc, recall = validation_recall(model, val)
         trials.append({"shape": None if shape is None else dataclasses.asdict(shape), "images": int(images),
                        "val_balanced_accuracy": acc, "val_recall": recall})
         return acc, recall
