@@ -33,6 +33,17 @@ def test_successive_halving_keeps_the_better_half_at_twice_the_budget():
     assert len(rows) == len(calls) and rows[0] == {"stage": "s", "name": "a", "steps": 10, "val": 0.11}
 
 
+def test_successive_halving_from_half_the_budget_brings_only_the_finalists_to_the_full_budget():
+    calls = []
+
+    def score(name: str, steps: int) -> float:
+        calls.append((name, steps))
+        return {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.9, "e": 0.2}[name] - (name == "d") * steps / 80
+
+    assert successive_halving("abcde", score, budget=40, rungs=2, finalists=2) == "b"  # d fades at the full budget
+    assert calls == [(n, 20) for n in "abcde"] + [("d", 40), ("b", 40)]
+
+
 def test_with_baseline_and_its_description():
     r = with_baseline(ClassifierRecipe(augment="randaugment", erasing=0.5), "trivial+erasing + logit-adjusted")
     assert (r.augment, r.erasing, r.mix, r.loss) == ("trivial", 0.25, "none", "logit-adjusted")
@@ -77,8 +88,8 @@ def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(di
     train, val = validation_split(uneven, 0.2)
     choice = choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix"))
     stages = [(t["stage"], t["name"], t["steps"]) for t in choice.trials]
-    assert stages[:3] == [("augmentation", n, 4) for n in ("plain", "trivial", "cutmix")]
-    assert [s[2] for s in stages if s[0] == "augmentation"] == [4, 4, 4, 8, 8, 16]  # 3 -> 2 -> 1
+    assert stages[:3] == [("augmentation", n, 8) for n in ("plain", "trivial", "cutmix")]  # from half the budget
+    assert [s[2] for s in stages if s[0] == "augmentation"] == [8, 8, 8, 16, 16]  # 3 -> the 2 finalists
     final = {t["name"]: t["val"] for t in choice.trials if t["steps"] == 16}
     assert choice.name in final and choice.val == max(final.values())
     aug = max((t for t in choice.trials if t["stage"] == "augmentation" and t["steps"] == 16),
@@ -89,9 +100,9 @@ def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(di
     assert "**" + choice.name + "**" in format_choice(choice.summary())
     from synthaug.selection import _choice_cache, _search_baseline
 
-    again = _search_baseline(train, val, TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 3, False)
+    again = _search_baseline(train, val, TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 2, False)
     assert again == choice  # seeded: the same choice and scores
-    cached = _choice_cache(train, val, TINY, ("plain", "trivial", "cutmix"), None, 3)
+    cached = _choice_cache(train, val, TINY, ("plain", "trivial", "cutmix"), None, 2)
     assert cached.parent == cache_dir() and cached.is_file()  # kept by content: the next search is free
     assert choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix")) == choice
 
