@@ -20,13 +20,18 @@ from synthaug.data.folder import LabelledImages, stratified_split
 from synthaug.errors import DataError
 from synthaug.fsutil import atomic_write_text
 
-# The augmentation baselines a default search tries: the benchmark's old default (a random shift), random erasing,
-# TrivialAugment alone and with erasing, RandAugment with erasing, and the two batch mixes. "none" stays available.
-SEARCHED_AUGMENTS = ("plain", "erasing", "trivial", "trivial+erasing", "randaugment+erasing", "mixup", "cutmix")
+# The augmentation baselines a default search tries, the default first: TrivialAugment (tuning-free and strong across
+# image sets, arXiv:2103.10158), the benchmark's old default (a random shift), random erasing, TrivialAugment and
+# RandAugment with erasing, and the two batch mixes. "none" stays available by name.
+SEARCHED_AUGMENTS = ("trivial", "plain", "erasing", "trivial+erasing", "randaugment+erasing", "mixup", "cutmix")
 # Two rungs, from half the budget: at a quarter the strong policies (TrivialAugment, the mixes) had not caught up and
 # were dropped before they could (the known bias of early stopping against regularisers; docs/results-baselines.md).
 RUNGS = 2
 FINALISTS = 2
+# A challenger replaces the default only when it wins on validation by more than this many standard errors of the
+# paired difference: at 60 validation images one image moves a score by 1.7 points, and the top score alone picks
+# noise (the one-standard-error rule of cross-validated model choice).
+MARGIN_SE = 1.0
 RARE_SHARE = 0.5  # a class under this share of the largest class's images counts as rare
 
 
@@ -35,14 +40,43 @@ def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
     return [c for c, n in enumerate(counts) if n < share * max(counts)]
 
 
+def validation_outcomes(model: torch.nn.Module, val: LabelledImages) -> np.ndarray:
+    """1.0 for each validation image the model classifies correctly, else 0.0."""
+    return (predict(model, val.images).argmax(1).numpy() == val.labels.numpy()).astype(np.float64)
+
+
+def balanced_of(outcomes: np.ndarray, labels: np.ndarray) -> float:
+    """Balanced accuracy (mean per-class recall over the classes present) of per-image outcomes: what a
+    class-balanced test would score, whatever the split's class sizes."""
+    return float(np.mean([outcomes[labels == c].mean() for c in np.unique(labels)]))
+
+
+def recall_of(outcomes: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
+    """Per-class recall of per-image outcomes; a class without images has recall 0."""
+    return [float(outcomes[labels == c].mean()) if (labels == c).any() else 0.0 for c in range(num_classes)]
+
+
 def validation_recall(model: torch.nn.Module, val: LabelledImages) -> tuple[float, list[float]]:
-    """(balanced accuracy, per-class recall) on `val`: the mean recall over the classes it holds is what a
-    class-balanced test would score, whatever the split's class sizes; a class it lacks has recall 0."""
-    pred = predict(model, val.images).argmax(1).numpy()
-    truth = val.labels.numpy()
-    recall = [float((pred[truth == c] == c).mean()) if (truth == c).any() else 0.0
-              for c in range(len(val.class_names))]
-    return float(np.mean([recall[c] for c in np.unique(truth)])), recall
+    """(balanced accuracy, per-class recall) on `val`."""
+    outcomes, truth = validation_outcomes(model, val), val.labels.numpy()
+    return balanced_of(outcomes, truth), recall_of(outcomes, truth, len(val.class_names))
+
+
+def paired_gain(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(the balanced-accuracy gain of outcomes `a` over `b` on the same images, its standard error)."""
+    classes = np.unique(labels)
+    gains, variance = [], 0.0
+    for c in classes:
+        d = a[labels == c] - b[labels == c]
+        gains.append(d.mean())
+        variance += (d.var(ddof=1) if len(d) > 1 else d[0] ** 2) / len(d)
+    return float(np.mean(gains)), float(np.sqrt(variance)) / len(classes)
+
+
+def clearly_better(a: np.ndarray, b: np.ndarray, labels: np.ndarray, margin: float = MARGIN_SE) -> bool:
+    """Whether outcomes `a` beat `b` on validation by more than `margin` standard errors of the paired gain."""
+    gain, se = paired_gain(a, b, labels)
+    return gain > 0 and gain > margin * se
 
 
 def balanced_accuracy(model: torch.nn.Module, val: LabelledImages) -> float:
@@ -62,10 +96,12 @@ def validation_split(real: LabelledImages, holdout: float, seed: int = 0) -> tup
 
 
 def successive_halving(names: Sequence[str], score: Callable[[str, int], float], budget: int, rungs: int = RUNGS,
-                       stage: str = "", rows: list[dict[str, Any]] | None = None, finalists: int | None = None) -> str:
+                       stage: str = "", rows: list[dict[str, Any]] | None = None, finalists: int | None = None,
+                       beats: Callable[[str, str, int], bool] | None = None) -> str:
     """The best of `names` by `score(name, steps)`: every candidate at budget / 2^(rungs-1) steps, the better half
     at twice that, and so on up to `budget`, where at most `finalists` (None: half) compete (Jamieson & Talwalkar
-    2016); rows of every trial go to `rows`."""
+    2016); rows of every trial go to `rows`. With `beats`, the first name is the default: it reaches the last rung,
+    and a challenger wins only where `beats(challenger, default, steps)`."""
     alive = list(names)
     for r in range(rungs):
         steps = max(1, budget >> (rungs - 1 - r))
@@ -79,7 +115,13 @@ def successive_halving(names: Sequence[str], score: Callable[[str, int], float],
         keep = 1 if r == rungs - 1 else math.ceil(len(alive) / 2)
         if r == rungs - 2 and finalists is not None:
             keep = min(keep, finalists)
-        alive = sorted(alive, key=lambda n: -scores[n])[:keep]  # stable: the first listed wins a tie
+        ranked = sorted(alive, key=lambda n: -scores[n])  # stable: the first listed wins a tie
+        alive = ranked[:keep]
+        if beats is not None and names[0] not in alive:
+            alive = [names[0], *ranked[:keep - 1]] if keep > 1 else alive
+    if beats is not None and alive[0] != names[0] and names[0] in scores:
+        if not beats(alive[0], names[0], steps):
+            return names[0]
     return alive[0]
 
 
@@ -93,6 +135,7 @@ class BaselineChoice:
     trials: tuple[dict[str, Any], ...]
     train_images: int
     val_images: int
+    outcomes: tuple[int, ...] = dataclasses.field(default=(), compare=False, repr=False)  # per validation image
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: name, recipe, validation score and the trials."""
@@ -107,7 +150,7 @@ def _choice_cache(train: LabelledImages, val: LabelledImages, *key: Any) -> Path
     h = hashlib.sha256()
     for part in (train.images, train.labels, val.images, val.labels):
         h.update(part.numpy().tobytes())
-    h.update(repr(key).encode())
+    h.update(repr((*key, FINALISTS, MARGIN_SE)).encode())
     return cache_dir() / f"baseline-{h.hexdigest()[:24]}.json"
 
 
@@ -123,12 +166,12 @@ def choose_baseline(train: LabelledImages, val: LabelledImages, recipe: Classifi
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
             return BaselineChoice(saved["name"], with_baseline(recipe, saved["name"]), saved["val_balanced_accuracy"],
-                                  tuple(saved["trials"]), len(train), len(val))
+                                  tuple(saved["trials"]), len(train), len(val), tuple(saved["outcomes"]))
         except (ValueError, KeyError):  # a damaged cache entry: search again
             path.unlink(missing_ok=True)
     choice = _search_baseline(train, val, recipe, augments, losses, torch.device(device), rungs, progress)
     try:
-        atomic_write_text(path, json.dumps(choice.summary()))
+        atomic_write_text(path, json.dumps({**choice.summary(), "outcomes": list(choice.outcomes)}))
     except OSError:
         pass
     return choice
@@ -143,25 +186,34 @@ def _search_baseline(train: LabelledImages, val: LabelledImages, recipe: Classif
     if unknown:
         raise DataError(f"unknown baseline(s) {unknown} (of {', '.join(AUGMENT_BASELINES + IMBALANCE_BASELINES)})")
     rows: list[dict[str, Any]] = []
-    cache: dict[tuple[str, int], float] = {}
+    cache: dict[tuple[str, int], np.ndarray] = {}
+    truth = val.labels.numpy()
 
-    def score(name: str, steps: int) -> float:
+    def outcomes(name: str, steps: int) -> np.ndarray:
         if (name, steps) not in cache:
             r = dataclasses.replace(with_baseline(recipe, name), steps=steps)
             model, _ = train_condition(Condition(), train, r, dev)
-            cache[name, steps] = balanced_accuracy(model, val)
+            cache[name, steps] = validation_outcomes(model, val)
             if progress:
-                print(f"  baseline {name} at {steps} steps: {100 * cache[name, steps]:.2f}% on validation", flush=True)
+                print(f"  baseline {name} at {steps} steps: {100 * score(name, steps):.2f}% on validation", flush=True)
         return cache[name, steps]
 
-    best = successive_halving(augments, score, recipe.steps, rungs, "augmentation", rows, FINALISTS)
+    def score(name: str, steps: int) -> float:
+        return balanced_of(outcomes(name, steps), truth)
+
+    def beats(challenger: str, default: str, steps: int) -> bool:
+        return clearly_better(outcomes(challenger, steps), outcomes(default, steps), truth)
+
+    best = successive_halving(augments, score, recipe.steps, rungs, "augmentation", rows, FINALISTS, beats)
     if losses:
-        candidates = [best] + [f"{best} + {loss}" for loss in losses]
-        best = max(candidates, key=lambda n: score(n, recipe.steps))  # the first (no loss change) wins a tie
+        candidates = [f"{best} + {loss}" for loss in losses]
+        top = max(candidates, key=lambda n: score(n, recipe.steps))
         rows += [{"stage": "imbalance", "name": n, "steps": recipe.steps, "val": score(n, recipe.steps)}
-                 for n in candidates[1:]]
+                 for n in candidates]
+        if beats(top, best, recipe.steps):  # no loss change stays unless a loss wins clearly
+            best = top
     return BaselineChoice(best, with_baseline(recipe, best), score(best, recipe.steps), tuple(rows), len(train),
-                          len(val))
+                          len(val), tuple(int(v) for v in outcomes(best, recipe.steps)))
 
 
 def format_choice(summary: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ import torch
 from synthaug.classify import ClassifierRecipe, predict
 from synthaug.conditions import Condition, TensorSource, train_condition
 from synthaug.data.folder import LabelledImages
-from synthaug.selection import validation_recall
+from synthaug.selection import balanced_of, clearly_better, recall_of, validation_outcomes
 
 CAPS = (None, 0.8, 0.5)  # the largest synthetic share of a class a top-up may reach (None: fill to the largest)
 
@@ -61,35 +61,38 @@ def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSour
     """The top-up shape with the best validation balanced accuracy on top of `recipe` (the best baseline):
     the cap, then soft labels, then the filter, each keeping the best so far; then each rare class keeps its top-up
     only where its validation recall is not below the baseline alone's. A top-up that does not beat the baseline
-    alone on validation is refused (`classes` empty)."""
+    alone on validation by more than a standard error of the paired difference is refused (`classes` empty)."""
     dev = torch.device(device)
     probs = predict(teacher, top_up.images)
     counts = np.bincount(train.labels.numpy(), minlength=len(train.class_names))
     trials: list[dict[str, Any]] = []
+    truth = val.labels.numpy()
 
-    def score(shape: TopUpShape | None) -> tuple[float, list[float]]:
+    def score(shape: TopUpShape | None) -> tuple[float, list[float], np.ndarray]:
         if shape is not None and not shape.classes:
             shape = None
         condition = Condition() if shape is None else Condition(shape_top_up(top_up, counts, shape, probs))
         model, images = train_condition(condition, train, recipe, dev)
-        acc, recall = validation_recall(model, val)
+        outcomes = validation_outcomes(model, val)
+        acc, recall = balanced_of(outcomes, truth), recall_of(outcomes, truth, len(val.class_names))
         trials.append({"shape": None if shape is None else dataclasses.asdict(shape), "images": int(images),
                        "val_balanced_accuracy": acc, "val_recall": recall})
-        return acc, recall
+        return acc, recall, outcomes
 
-    base_acc, base_recall = score(None)
+    base_acc, base_recall, base_outcomes = score(None)
     best = TopUpShape(tuple(rare))
-    best_acc, best_recall = score(best)
+    best_acc, best_recall, best_outcomes = score(best)
     for change in ([{"cap": c} for c in CAPS if c is not None] + [{"soft": True}] + [{"min_confidence": 0.5}]):
         candidate = dataclasses.replace(best, **change)
-        acc, recall = score(candidate)
+        acc, recall, outcomes = score(candidate)
         if acc > best_acc:
-            best, best_acc, best_recall = candidate, acc, recall
+            best, best_acc, best_recall, best_outcomes = candidate, acc, recall, outcomes
     kept = tuple(c for c in best.classes if best_recall[c] >= base_recall[c])
     if kept != best.classes:
         best = dataclasses.replace(best, classes=kept)
-        best_acc, best_recall = score(best) if kept else (base_acc, base_recall)
-    if best_acc <= base_acc:
+        best_acc, best_recall, best_outcomes = score(best) if kept else (base_acc, base_recall, base_outcomes)
+    if not clearly_better(best_outcomes, base_outcomes, truth):
         best = dataclasses.replace(best, classes=())
-    return {"shape": best, "val_balanced_accuracy": max(best_acc, base_acc), "baseline_val_balanced_accuracy": base_acc,
+    return {"shape": best, "val_balanced_accuracy": best_acc if best.classes else base_acc,
+            "baseline_val_balanced_accuracy": base_acc,
             "trials": trials}

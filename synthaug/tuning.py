@@ -28,8 +28,8 @@ from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 from synthaug.sampler import Sampler, teacher_on
-from synthaug.selection import (BaselineChoice, balanced_accuracy, choose_baseline, format_choice, rare_classes,
-                                validation_split)
+from synthaug.selection import (MARGIN_SE, BaselineChoice, balanced_accuracy, balanced_of, choose_baseline,
+                                format_choice, paired_gain, rare_classes, validation_outcomes, validation_split)
 from synthaug.topup import choose_top_up
 from synthaug.sources import resolve_source
 
@@ -53,6 +53,7 @@ class Search:
     bar: Any
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     scores: dict[str, float] = dataclasses.field(default_factory=dict)
+    outcomes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def score(self, sampling: SamplingConfig, stage: str, ratio: float | None = None, mix: str = "concat") -> float:
         """Validation balanced accuracy of a classifier on fresh samples: alone (ratio None; a shorter budget, to
@@ -69,7 +70,8 @@ class Search:
                 self.scores[key] = -1.0
                 self.rows.append({**row, "steps": steps, "val_accuracy": None, "failed": str(exc)})
             else:
-                acc = balanced_accuracy(model, self.val)
+                self.outcomes[key] = validation_outcomes(model, self.val)
+                acc = balanced_of(self.outcomes[key], self.val.labels.numpy())
                 self.scores[key] = acc
                 self.rows.append({**row, "steps": steps, "val_accuracy": acc, "seconds": time.perf_counter() - t})
                 self.bar.set_postfix(stage=stage, acc=f"{100 * acc:.2f}")
@@ -136,7 +138,9 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     else:
         named = with_baseline(recipe, baseline or "plain")
         model, _ = train_condition(Condition(), train, named, dev)
-        choice = BaselineChoice(baseline or "plain", named, balanced_accuracy(model, val), (), len(train), len(val))
+        outcomes = validation_outcomes(model, val)
+        choice = BaselineChoice(baseline or "plain", named, balanced_of(outcomes, val.labels.numpy()), (), len(train),
+                                len(val), tuple(int(v) for v in outcomes))
     if progress:
         print(f"best baseline: {choice.name} ({describe_recipe(choice.recipe)}), "
               f"{100 * choice.val:.2f}% on validation")
@@ -157,7 +161,11 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     top = max(uses, key=uses.get)
     top_up = rare_top_up(source, best, train, val, teacher, choice.recipe, dev, progress)
     top_up_val = top_up["val_balanced_accuracy"] if top_up and top_up["shape"].classes else -1.0
-    synthetic = uses[top] > choice.val and uses[top] >= top_up_val  # one way to add images: the better one
+    # synthetic data must beat the baseline clearly (by more than the validation split's noise), and the top-up
+    top_outcomes = s.outcomes.get(repr((best, top[0], top[1])))
+    gain, se = (paired_gain(top_outcomes, np.asarray(choice.outcomes, np.float64), val.labels.numpy())
+                if top_outcomes is not None else (-1.0, 0.0))
+    synthetic = gain > 0 and gain > MARGIN_SE * se and uses[top] >= top_up_val
     adopted_top_up = top_up_val > choice.val and not synthetic
     advice = {"baseline": choice.name, "recipe": describe_recipe(choice.recipe),
               "classifier": dataclasses.asdict(choice.recipe),
@@ -174,6 +182,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
               "baseline": choice.summary(), "teacher": teacher_info,
               "synthetic_only_val_accuracy": s.scores[repr((best, None, "concat"))],
               "use_val_accuracy": {f"{r:g} {m}": a for (r, m), a in uses.items()},
+              "use_gain": {"gain": gain, "standard_error": se},
               "real": str(real), "holdout": holdout, "train_images": len(train), "val_images": len(val),
               "recipe": dataclasses.asdict(recipe), "trials": s.rows, "seconds": time.perf_counter() - started}
     run = run_folder_of(source)
@@ -220,7 +229,7 @@ def verdict(advice: dict[str, Any], best_mix: float) -> str:
                 f"alone ({100 * base:.2f}%)")
     if advice["synthetic"] is None:
         return (f"no synthetic data: the best baseline ({advice['recipe']}) scored {100 * base:.2f}% on validation, "
-                f"every mix and top-up below it (best {100 * best_mix:.2f}%)")
+                f"no mix or top-up beat it by more than the validation split's noise (best {100 * best_mix:.2f}%)")
     syn = advice["synthetic"]
     return (f"{advice['recipe']}, plus {syn['ratio']:g} synthetic per real ({syn['labels']} labels, {syn['mix']}): "
             f"{100 * (best_mix - base):+.2f} points on validation over the best baseline alone "

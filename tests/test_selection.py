@@ -11,8 +11,8 @@ from synthaug.classify import (AUGMENT_BASELINES, ClassifierRecipe, _mix_soft, d
                                Phase, TensorPool, with_baseline)
 from synthaug.data.folder import cache_dir, load_image_folder
 from synthaug.errors import DataError, SynthaugError
-from synthaug.selection import (choose_baseline, format_choice, rare_classes, successive_halving,
-                                validation_split)
+from synthaug.selection import (choose_baseline, clearly_better, format_choice, paired_gain, rare_classes,
+                                successive_halving, validation_split)
 
 TINY = ClassifierRecipe(steps=16, batch_size=32)
 
@@ -125,3 +125,30 @@ def test_validation_split_keeps_every_class_on_both_sides(digits_dir):
     one = data.subset(np.concatenate([np.flatnonzero(data.labels.numpy() == c)[:1 + (c > 0)] for c in range(10)]))
     with pytest.raises(DataError, match="class 'digit0' has 1 image"):
         validation_split(one, 0.1)
+
+
+def test_paired_gain_is_per_class_and_its_error_shrinks_with_more_images():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    a = np.array([1, 1, 1, 0, 1, 1, 1, 1], float)
+    b = np.array([1, 0, 1, 0, 1, 1, 1, 0], float)
+    gain, se = paired_gain(a, b, labels)
+    assert gain == pytest.approx(0.25) and 0 < se < gain  # classes 0 and 1 each gain a quarter
+    assert not clearly_better(a, b, labels, margin=3.0) and clearly_better(a, b, labels, margin=0.5)
+    _, se_big = paired_gain(np.tile(a, 25), np.tile(b, 25), np.tile(labels, 25))
+    assert se_big < se / 3  # 25 times the images, a fifth of the error
+    assert paired_gain(a, a, labels) == (0.0, 0.0) and not clearly_better(a, a, labels)
+
+
+def test_successive_halving_keeps_the_default_unless_a_challenger_beats_it_clearly():
+    scores = {"a": 0.5, "b": 0.9, "c": 0.8, "d": 0.1}
+    seen = []
+
+    def beats(challenger: str, default: str, steps: int) -> bool:
+        seen.append((challenger, default, steps))
+        return scores[challenger] - scores[default] > margin
+
+    margin = 0.5  # the validation noise: b's lead over a is within it
+    assert successive_halving("abcd", lambda n, s: scores[n], budget=8, rungs=2, finalists=2, beats=beats) == "a"
+    assert seen == [("b", "a", 8)]  # a (the default) reached the last rung though c scored above it
+    margin = 0.1
+    assert successive_halving("abcd", lambda n, s: scores[n], budget=8, rungs=2, finalists=2, beats=beats) == "b"

@@ -47,8 +47,12 @@ def test_tune_advises_a_whole_recipe_on_the_training_folder_and_export_uses_its_
     advice = result["advice"]
     assert advice["baseline"] == result["baseline"]["name"]
     best_use = max(result["use_val_accuracy"].values())
-    # synthetic data is advised exactly when its best mix beats the best baseline alone on validation
-    assert (advice["synthetic"] is not None) == (best_use > advice["baseline_val_balanced_accuracy"])
+    # synthetic data is advised exactly when its best mix beats the best baseline alone on validation by more than
+    # a standard error of the paired difference (and the top-up does no better)
+    gain = result["use_gain"]
+    assert gain["gain"] == pytest.approx(best_use - advice["baseline_val_balanced_accuracy"])
+    clear = gain["gain"] > 0 and gain["gain"] > gain["standard_error"]
+    assert (advice["synthetic"] is not None) == (clear and advice["top_up"] is None)
     assert result["verdict"].startswith("no synthetic data" if advice["synthetic"] is None else advice["recipe"])
     sampling_only = [t for t in result["trials"] if t["ratio"] is None]
     assert all(t["steps"] == 4 for t in sampling_only)  # ranked at half the budget
