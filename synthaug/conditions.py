@@ -3,6 +3,7 @@ them over seeds. Every protocol, the plain benchmark and `tune` go through here.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from synthaug.data.dataset import SyntheticDataset, load_synthetic, synthetic_su
 from synthaug.data.folder import LabelledImages
 from synthaug.errors import DataError
 from synthaug.fresh import FreshPool
+from synthaug.fsutil import atomic_write_text
 from synthaug.sampler import Sampler
 
 MIX_RECIPES = ("concat", "weighted", "finetune")
@@ -204,19 +206,42 @@ def train_condition(condition: Condition, real: LabelledImages, recipe: Classifi
 
 def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: LabelledImages,
                    recipe: ClassifierRecipe, seeds: int, device: torch.device,
-                   progress: bool = False) -> dict[str, dict[str, Any]]:
-    """Train every condition with seeds recipe.seed, +1, ... and test it on `test`; summaries by condition name."""
+                   progress: bool = False, journal: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Train every condition with seeds recipe.seed, +1, ... and test it on `test`; summaries by condition name.
+    With `journal` (a JSON file), each finished run is written there as it lands and a rerun takes it from there,
+    so a long benchmark resumes where it stopped."""
     names = [c.name for c in conditions]
     if len(set(names)) != len(names):
         raise DataError(f"two conditions share a name: {names}")
     k = len(test.class_names)
+    done = read_journal(journal)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for s in range(seeds):
         seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
         for c in conditions:
-            model, images = train_condition(c, real, seeded, device, progress)
-            pred = predict(model, test.images).argmax(1).numpy()
-            runs[c.name].append({"train_images": int(images), "seed": seeded.seed,
-                                 "fresh": bool(c.source is not None and c.source.fresh),
-                                 **classification_report(test.labels.numpy(), pred, k)})
+            key = journal_key(c, seeded, real, test)
+            if key not in done:
+                model, images = train_condition(c, real, seeded, device, progress)
+                pred = predict(model, test.images).argmax(1).numpy()
+                done[key] = {"train_images": int(images), "seed": seeded.seed,
+                             "fresh": bool(c.source is not None and c.source.fresh),
+                             **classification_report(test.labels.numpy(), pred, k)}
+                if journal is not None:
+                    atomic_write_text(journal, json.dumps(done))
+            runs[c.name].append(done[key])
     return {name: summarise(r) for name, r in runs.items()}
+
+
+def journal_key(condition: Condition, recipe: ClassifierRecipe, real: LabelledImages, test: LabelledImages) -> str:
+    """What a journalled run is known by: the condition, the seeded recipe and the sizes of the two sets."""
+    return f"{condition.name}|{recipe!r}|{len(real)}|{len(test)}"
+
+
+def read_journal(journal: Path | None) -> dict[str, Any]:
+    """The finished runs a journal holds; none when there is no journal or it cannot be read."""
+    if journal is None or not journal.is_file():
+        return {}
+    try:
+        return dict(json.loads(journal.read_text(encoding="utf-8")))
+    except (ValueError, TypeError):  # a damaged journal: run again
+        return {}

@@ -10,6 +10,7 @@ exports are kept in `work` and reused when present, so a stopped protocol picks 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from synthaug.classify import predict, with_baseline
 from synthaug.data.folder import LabelledImages
 from synthaug.sampler import teacher_on
 from synthaug.selection import RARE_SHARE, rare_classes, validation_split
-from synthaug.topup import choose_top_up, shape_top_up
+from synthaug.fsutil import atomic_write_text
+from synthaug.topup import TopUpShape, choose_top_up, shape_top_up
 from synthaug.sources import ExportSource, GeneratorSource, resolve_source
 
 FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes or steps budget; the epoch count only caps them
@@ -294,7 +296,7 @@ def imbalance(o: ImbalanceOptions, progress: bool = True) -> dict[str, Any]:
     held = np.setdiff1d(np.arange(len(index.labels)), keep)  # the cut images: the ceiling's top-up
     report = rare_class_comparison(folder, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
                                    o.recipe, o.seeds, o.device, progress, baseline=o.baseline,
-                                   held_out=(real_dir, held))
+                                   held_out=(real_dir, held), work=work)
     return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": o.keep,
             "fit_settings": o.fit.set()}
 
@@ -332,14 +334,23 @@ def rare_conditions(top_up: TensorSource, baseline: str | None, ceiling: TensorS
 
 
 def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[int], recipe: ClassifierRecipe,
-                 device: torch.device, progress: bool) -> tuple[TensorSource, dict[str, Any]]:
+                 device: torch.device, progress: bool, keep: Path | None = None) -> tuple[TensorSource, dict[str, Any]]:
     """The top-up shaped on a validation split of `real` (`synthaug.topup.choose_top_up`, its teacher trained with
     the recipe's imbalance loss on the split's train part), then applied to all of `real`, labelled and filtered by
-    the same teacher."""
+    the same teacher. `keep` (a JSON file) holds the choice, so a rerun of the same work does not search again."""
     train, val = validation_split(real, 0.1)
     loss = None if recipe.loss == "ce" else recipe.loss
     teacher = teacher_on(train, None, device, progress, desc="top-up teacher (train split)", baseline=loss)
-    choice = choose_top_up(train, val, top_up, teacher, recipe, rare_ids, device)
+    wanted = {"recipe": dataclasses.asdict(recipe), "rare": list(rare_ids), "top_up_images": len(top_up.labels)}
+    saved = json.loads(keep.read_text(encoding="utf-8")) if keep is not None and keep.is_file() else {}
+    if saved.get("for") == wanted:
+        choice = {**saved["choice"], "shape": TopUpShape(**{k: tuple(v) if k == "classes" else v
+                                                            for k, v in saved["choice"]["shape"].items()})}
+    else:
+        choice = choose_top_up(train, val, top_up, teacher, recipe, rare_ids, device)
+        if keep is not None:
+            atomic_write_text(keep, json.dumps({"for": wanted, "choice": {**choice,
+                                                                          "shape": dataclasses.asdict(choice["shape"])}}))
     shape = choice["shape"]
     if progress:
         print(f"top-up chosen on validation: {shape.describe(real.class_names) if shape.classes else 'none'}")
@@ -354,11 +365,13 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
 def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: ExportSource,
                           rare_ids: Sequence[int], recipe: ClassifierRecipe, seeds: int = 1, device: str = "auto",
                           progress: bool = True, rows: Sequence[str] = RARE_ROWS, baseline: str | None = "auto",
-                          held_out: tuple[str | Path, np.ndarray] | None = None) -> dict[str, Any]:
+                          held_out: tuple[str | Path, np.ndarray] | None = None, work: Path | None = None
+                          ) -> dict[str, Any]:
     """Per-class recall of a classifier trained on `folder` under each kind of `rows` (see `rare_conditions`), the
     real images decoded at the top-up's shape; `rare_recall` is the mean over `rare_ids`. `baseline` as in
     `benchmark` (chosen on a validation split of `folder`); `held_out` (a folder and the scan positions of real
-    images never in `folder`) gives the ceiling row, at the same per-class counts as the synthetic top-up."""
+    images never in `folder`) gives the ceiling row, at the same per-class counts as the synthetic top-up. `work`
+    keeps the top-up choice and a journal of finished runs, so a stopped comparison resumes there."""
     real, test, test_dir = load_real_and_test(folder, test_dir, synthetic.image_shape, progress)
     top_up = export_source(synthetic.path, real.class_names, alone="synthetic top-up only",
                            mixed="real + synthetic top-up")
@@ -378,9 +391,10 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
     tuned, top_up_choice = None, None
     if "tuned top-up" in rows:
         tuned, top_up_choice = tuned_top_up(real, top_up, rare_ids, with_baseline(recipe, best) if best else recipe,
-                                            dev, progress)
+                                            dev, progress, None if work is None else work / "top-up-choice.json")
     known = rare_conditions(top_up, best, ceiling, tuned)
-    results = run_conditions([known[k] for k in rows if k in known], real, test, recipe, seeds, dev, progress)
+    results = run_conditions([known[k] for k in rows if k in known], real, test, recipe, seeds, dev, progress,
+                             None if work is None else work / "runs.json")
     for r in results.values():
         r["rare_recall"], r["rare_recall_std"] = rare_recall(r["runs"], rare_ids)
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
@@ -414,7 +428,7 @@ def top_up(o: TopUpOptions, progress: bool = True,
         export(source.path, syn, ExportConfig(balance_to=str(real_dir), real=str(real_dir), resume=True),
                progress=progress)
     return rare_class_comparison(real_dir, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
-                                 o.recipe, o.seeds, o.device, progress, rows, o.baseline)
+                                 o.recipe, o.seeds, o.device, progress, rows, o.baseline, work=work_folder(o))
 
 
 @dataclass(frozen=True)

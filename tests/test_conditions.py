@@ -1,6 +1,9 @@
 """Conditions as typed values: names from what they are, phases at one step budget, the one runner."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
@@ -57,3 +60,25 @@ def test_the_runner_trains_each_condition_per_seed(digits, extra):
     assert again["real"]["accuracy"] == results["real"]["runs"][0]["accuracy"]  # same seed, same classifier
     with pytest.raises(DataError, match="two conditions share a name"):
         run_conditions([Condition(), Condition()], digits, digits, recipe, 1, torch.device("cpu"))
+
+
+def test_a_journalled_run_resumes_where_it_stopped(digits, extra, tmp_path):
+    recipe = synthaug.ClassifierRecipe(steps=10, batch_size=32)
+    conditions = [Condition(), Condition(extra, with_real=False)]
+    journal = tmp_path / "runs.json"
+    first = run_conditions(conditions, digits, digits, recipe, seeds=1, device=torch.device("cpu"), journal=journal)
+    saved = json.loads(journal.read_text())
+    assert len(saved) == 2 and all(r["seed"] == 0 for r in saved.values())
+    key = next(k for k in saved if k.startswith("real|"))
+    saved[key]["accuracy"] = 0.123  # a mark: a rerun that trained again would not carry it
+    journal.write_text(json.dumps(saved))
+    more = run_conditions(conditions, digits, digits, recipe, seeds=2, device=torch.device("cpu"), journal=journal)
+    assert more["real"]["runs"][0]["accuracy"] == 0.123  # taken from the journal, not trained again
+    assert more["held-out only"]["runs"][0] == first["held-out only"]["runs"][0]
+    assert len(json.loads(journal.read_text())) == 4  # only seed 1 was trained, and journalled as it landed
+    other = dataclasses.replace(recipe, steps=12)  # another recipe is another run
+    assert run_conditions(conditions[:1], digits, digits, other, 1, torch.device("cpu"),
+                          journal=journal)["real"]["accuracy"] != 0.123
+    journal.write_text("{torn")
+    assert run_conditions(conditions[:1], digits, digits, recipe, 1, torch.device("cpu"), journal=journal)["real"][
+        "accuracy"] == first["real"]["runs"][0]["accuracy"]  # a damaged journal: trained again, same bytes

@@ -97,6 +97,9 @@ def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_th
     assert_rare_recall_follows_from_the_runs(report, [3, 8])
     adjusted = report["results"]["real + logit-adjusted loss"]["runs"][0]
     assert adjusted["confusion"] != report["results"]["real"]["runs"][0]["confusion"]  # the loss changed training
+    kept = json.loads((tmp_path / "work" / "top-up-choice.json").read_text())  # a rerun neither searches nor trains
+    assert kept["choice"]["shape"] == json.loads(json.dumps(choice["shape"])) and kept["for"]["rare"] == [3, 8]
+    assert len(json.loads((tmp_path / "work" / "runs.json").read_text())) == len(report["rows"])  # one seed each
     write_protocol_report(report, tmp_path / "rep")
     table = imbalance_table(report)
     assert "recall digit3" in table and "synthetic top-up vs real + logit-adjusted loss" in table
