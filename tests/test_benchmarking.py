@@ -18,7 +18,7 @@ TINY = synthaug.ClassifierRecipe(steps=60, batch_size=64)
 def test_benchmark_report_folder(tiny_run, digits_splits, tmp_path):
     syn = synthaug.export(tiny_run, tmp_path / "s.h5", ExportConfig(per_class=30), progress=False)
     report = synthaug.benchmark(digits_splits / "train", None, syn, recipe=TINY, ratios=(0.5, 1.0), seeds=2,
-                                logreg=True, out=tmp_path / "rep", progress=False)
+                                logreg=True, out=tmp_path / "rep", progress=False, baseline="plain")
     assert set(report["results"]) == {"real", "synthetic", "mixed x0.5", "mixed x1", LOGREG}
     real = report["results"]["real"]
     assert real["train_images"] == 1400 and report["results"]["mixed x0.5"]["train_images"] == 1700
