@@ -344,8 +344,7 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
     wanted = {"recipe": dataclasses.asdict(recipe), "rare": list(rare_ids), "top_up_images": len(top_up.labels)}
     saved = json.loads(keep.read_text(encoding="utf-8")) if keep is not None and keep.is_file() else {}
     if saved.get("for") == wanted:
-        choice = {**saved["choice"], "shape": TopUpShape(**{k: tuple(v) if k == "classes" else v
-                                                            for k, v in saved["choice"]["shape"].items()})}
+        choice = {**saved["choice"], "shape": TopUpShape.from_dict(saved["choice"]["shape"])}
     else:
         choice = choose_top_up(train, val, top_up, teacher, recipe, rare_ids, device)
         if keep is not None:

@@ -56,12 +56,6 @@ def recall_of(outcomes: np.ndarray, labels: np.ndarray, num_classes: int) -> lis
     return [float(outcomes[labels == c].mean()) if (labels == c).any() else 0.0 for c in range(num_classes)]
 
 
-def validation_recall(model: torch.nn.Module, val: LabelledImages) -> tuple[float, list[float]]:
-    """(balanced accuracy, per-class recall) on `val`."""
-    outcomes, truth = validation_outcomes(model, val), val.labels.numpy()
-    return balanced_of(outcomes, truth), recall_of(outcomes, truth, len(val.class_names))
-
-
 def paired_gain(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(the balanced-accuracy gain of outcomes `a` over `b` on the same images, its standard error)."""
     classes = np.unique(labels)
@@ -73,15 +67,19 @@ def paired_gain(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float
     return float(np.mean(gains)), float(np.sqrt(variance)) / len(classes)
 
 
-def clearly_better(a: np.ndarray, b: np.ndarray, labels: np.ndarray, margin: float = MARGIN_SE) -> bool:
-    """Whether outcomes `a` beat `b` on validation by more than `margin` standard errors of the paired gain."""
-    gain, se = paired_gain(a, b, labels)
+def exceeds_noise(gain: float, se: float, margin: float = MARGIN_SE) -> bool:
+    """Whether a paired gain is positive and more than `margin` standard errors."""
     return gain > 0 and gain > margin * se
 
 
+def clearly_better(a: np.ndarray, b: np.ndarray, labels: np.ndarray, margin: float = MARGIN_SE) -> bool:
+    """Whether outcomes `a` beat `b` on validation by more than `margin` standard errors of the paired gain."""
+    return exceeds_noise(*paired_gain(a, b, labels), margin)
+
+
 def balanced_accuracy(model: torch.nn.Module, val: LabelledImages) -> float:
-    """Mean per-class recall on `val` (see `validation_recall`)."""
-    return validation_recall(model, val)[0]
+    """Mean per-class recall on `val` (see `balanced_of`)."""
+    return balanced_of(validation_outcomes(model, val), val.labels.numpy())
 
 
 def validation_split(real: LabelledImages, holdout: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
@@ -117,8 +115,8 @@ def successive_halving(names: Sequence[str], score: Callable[[str, int], float],
             keep = min(keep, finalists)
         ranked = sorted(alive, key=lambda n: -scores[n])  # stable: the first listed wins a tie
         alive = ranked[:keep]
-        if beats is not None and names[0] not in alive:
-            alive = [names[0], *ranked[:keep - 1]] if keep > 1 else alive
+        if beats is not None and keep > 1 and names[0] not in alive:  # the default always reaches the last rung
+            alive = [names[0], *ranked[:keep - 1]]
     if beats is not None and alive[0] != names[0] and names[0] in scores:
         if not beats(alive[0], names[0], steps):
             return names[0]

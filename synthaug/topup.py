@@ -27,6 +27,11 @@ class TopUpShape:
     soft: bool = False
     min_confidence: float | None = None
 
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> TopUpShape:
+        """The shape `dataclasses.asdict` wrote (JSON makes its class tuple a list)."""
+        return cls(**{**saved, "classes": tuple(saved["classes"])})
+
     def describe(self, class_names: Sequence[str]) -> str:
         """In words, e.g. 'Coat, Shirt capped at 50%, soft labels, filter 0.5'."""
         parts = [", ".join(class_names[c] for c in self.classes) or "no class"]

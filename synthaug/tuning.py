@@ -28,7 +28,7 @@ from synthaug.device import resolve_device
 from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 from synthaug.sampler import Sampler, teacher_on
-from synthaug.selection import (MARGIN_SE, BaselineChoice, balanced_accuracy, balanced_of, choose_baseline,
+from synthaug.selection import (BaselineChoice, balanced_accuracy, balanced_of, choose_baseline, exceeds_noise,
                                 format_choice, paired_gain, rare_classes, validation_outcomes, validation_split)
 from synthaug.topup import choose_top_up
 from synthaug.sources import resolve_source
@@ -58,7 +58,7 @@ class Search:
     def score(self, sampling: SamplingConfig, stage: str, ratio: float | None = None, mix: str = "concat") -> float:
         """Validation balanced accuracy of a classifier on fresh samples: alone (ratio None; a shorter budget, to
         rank settings) or mixed into the real images at `ratio` with `mix`."""
-        key = repr((sampling, ratio, mix))
+        key = self.key(sampling, ratio, mix)
         if key not in self.scores:
             row = {"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio, "mix": mix}
             steps = self.recipe.steps if ratio is not None else max(1, int(self.recipe.steps * SAMPLING_SHARE))
@@ -77,6 +77,11 @@ class Search:
                 self.bar.set_postfix(stage=stage, acc=f"{100 * acc:.2f}")
         self.bar.update(1)
         return self.scores[key]
+
+    @staticmethod
+    def key(sampling: SamplingConfig, ratio: float | None, mix: str = "concat") -> str:
+        """What a trial's score and outcomes are kept under."""
+        return repr((sampling, ratio, mix))
 
     def condition(self, sampling: SamplingConfig, ratio: float | None, mix: str) -> Condition:
         """Fresh samples alone (None) or mixed into the real images at `ratio` with `mix`."""
@@ -162,10 +167,10 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     top_up = rare_top_up(source, best, train, val, teacher, choice.recipe, dev, progress)
     top_up_val = top_up["val_balanced_accuracy"] if top_up and top_up["shape"].classes else -1.0
     # synthetic data must beat the baseline clearly (by more than the validation split's noise), and the top-up
-    top_outcomes = s.outcomes.get(repr((best, top[0], top[1])))
-    gain, se = (paired_gain(top_outcomes, np.asarray(choice.outcomes, np.float64), val.labels.numpy())
+    top_outcomes = s.outcomes.get(s.key(best, *top))
+    gain, se = (paired_gain(top_outcomes, np.asarray(choice.outcomes), val.labels.numpy())
                 if top_outcomes is not None else (-1.0, 0.0))
-    synthetic = gain > 0 and gain > MARGIN_SE * se and uses[top] >= top_up_val
+    synthetic = exceeds_noise(gain, se) and uses[top] >= top_up_val
     adopted_top_up = top_up_val > choice.val and not synthetic
     advice = {"baseline": choice.name, "recipe": describe_recipe(choice.recipe),
               "classifier": dataclasses.asdict(choice.recipe),
@@ -180,7 +185,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
               "top_up": None if top_up is None else {**top_up, "shape": dataclasses.asdict(top_up["shape"])},
               "sampling": dataclasses.asdict(best),
               "baseline": choice.summary(), "teacher": teacher_info,
-              "synthetic_only_val_accuracy": s.scores[repr((best, None, "concat"))],
+              "synthetic_only_val_accuracy": s.scores[s.key(best, None)],
               "use_val_accuracy": {f"{r:g} {m}": a for (r, m), a in uses.items()},
               "use_gain": {"gain": gain, "standard_error": se},
               "real": str(real), "holdout": holdout, "train_images": len(train), "val_images": len(val),
