@@ -10,8 +10,9 @@ fashion-1% and fashion-10% (stratified fractions), fashion-rare (Coat, Shirt and
 
 Stages: `baselines` trains every baseline of `synthaug.classify.BASELINES` (imbalance ones only where classes are
 uneven) on the whole training folder and tests it; `chosen` asks `choose_baseline` (a validation split of the
-training folder, never test/) which one wins, then tests the winner at the budget and at twice it; `synthetic`
-fits a generator on the protocol's training folder alone, runs `tune` on top of the chosen baseline, and tests the
+training folder, never test/) which one wins, then tests the winner at the budget and at twice it; `fit` fits
+a generator on the protocol's training folder alone (RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up`
+too); `synthetic` fits it where `fit` has not, runs `tune` on top of the chosen baseline, and tests the
 chosen baseline + synthetic data as tune advises and at 1:1. `--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import os
 import time
@@ -97,9 +99,16 @@ class Rows:
         self.data = json.loads(path.read_text()) if path.is_file() else {"rows": {}, "choices": {}}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        os.replace(tmp, self.path)
+        """Merge into what is on disk (another process may be measuring other rows of the same file), then write."""
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            disk = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            for section, entries in disk.items():
+                if isinstance(entries, dict):
+                    self.data[section] = {**entries, **self.data.get(section, {})}
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1))
+            os.replace(tmp, self.path)
 
     def measure(self, key: str, fn) -> None:
         if key in self.data["rows"]:
@@ -112,23 +121,32 @@ class Rows:
               + f") in {r['seconds']:.0f} s", flush=True)
 
 
-def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
-    """A generator fitted on the protocol's training folder alone, `tune` on top of the chosen baseline, then on
-    test: the chosen baseline + synthetic data as tune advises, and at 1:1."""
+def fitted_run(rows: Rows, name: str, real: LabelledImages, args) -> Path:
+    """The protocol's generator run, fitted on its training folder alone (class-balanced where classes are
+    uneven) unless already finished; its fit time lands in the JSON."""
     import synthaug
     from synthaug.runs import has_training_state, is_finished, mark_finished
-    from synthaug.sources import resolve_source
 
-    chosen = rows.data["choices"][f"{name}|{args.steps}"]["name"]  # the `chosen` stage runs first
-    folder = protocol_folder(name, args.data, args.work)
     run = args.work / name / "run"
     if not is_finished(run):
         t = time.perf_counter()
         settings = dataclasses.replace(PROTOCOL_FIT, minutes=args.fit_minutes, class_balance=is_uneven(real) or None)
-        synthaug.fit(folder, run, settings, resume=has_training_state(run), progress=False)
+        synthaug.fit(protocol_folder(name, args.data, args.work), run, settings, resume=has_training_state(run),
+                     progress=False)
         mark_finished(run)
         rows.data.setdefault("fits", {})[name] = {"seconds": time.perf_counter() - t, "minutes": args.fit_minutes}
         rows.save()
+    return run
+
+
+def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
+    """A generator fitted on the protocol's training folder alone, `tune` on top of the chosen baseline, then on
+    test: the chosen baseline + synthetic data as tune advises, and at 1:1."""
+    import synthaug
+    from synthaug.sources import resolve_source
+
+    chosen = rows.data["choices"][f"{name}|{args.steps}"]["name"]  # the `chosen` stage runs first
+    run = fitted_run(rows, name, real, args)
     if name not in rows.data.setdefault("tune", {}):
         result = synthaug.tune(run, baseline=chosen, progress=False)
         rows.data["tune"][name] = {k: result[k] for k in ("advice", "verdict", "sampling", "teacher", "seconds",
@@ -179,7 +197,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--protocols", default="fashion-1%,fashion-rare,fashion-3000,icons,fashion-10%")
-    ap.add_argument("--stage", choices=("baselines", "chosen", "synthetic"), default="baselines")
+    ap.add_argument("--stage", choices=("baselines", "chosen", "fit", "synthetic"), default="baselines")
     ap.add_argument("--work", type=Path, default=Path("runs/recipes"), help="folders and generator runs")
     ap.add_argument("--fit-minutes", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=1000)
@@ -201,6 +219,8 @@ def main() -> None:
                 for b in names:
                     recipe = with_baseline(ClassifierRecipe(steps=args.steps, seed=seed), b)
                     rows.measure(f"{name}|{b}|{args.steps}|{seed}", lambda: test_row(real, test, recipe))
+        elif args.stage == "fit":
+            print(f"{name}: generator run {fitted_run(rows, name, real, args)}", flush=True)
         elif args.stage == "synthetic":
             synthetic_rows(rows, name, real, test, args)
         else:

@@ -228,7 +228,7 @@ BENCHMARK_FLAGS = {
     "min_confidence": "sampling", "soft_labels": "sampling", "snapshots": "sampling", "teacher_steps": "sampling",
     "real_fraction": "fractions", "keep": "keep", "imbalance": "rare", "fit_minutes": "fit", "fit_steps": "fit",
     "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "fit_lecam": "fit", "class_balance": "fit", "work": "work",
-    "baseline": "baseline", "headroom": None, "top_up": None, "quiet": None,
+    "baseline": "baseline", "held_out": "held_out", "headroom": None, "top_up": None, "quiet": None,
 }
 
 
@@ -305,6 +305,9 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
 @click.option("--top-up", is_flag=True,
               help="Top every class of --real up to its largest from the run --synthetic; compare rare-class recall "
                    "(rare: under half the largest class) with the folder as it is and a class-weighted loss.")
+@click.option("--held-out", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="With --top-up: a folder of real images of the same classes (files already in --real are left "
+                   "out), topping the rare classes up instead: the ceiling a perfect generator would reach.")
 @click.option("--fit-minutes", type=float, default=None,
               help="With a fitting protocol: minutes for each generator it fits [default: 10].")
 @click.option("--fit-steps", type=click.IntRange(min=1), default=None,
@@ -351,7 +354,7 @@ def benchmark(ctx: click.Context, **flags) -> None:
               "ratios": () if f["ratios"] == "none" else _positive("--ratios", _numbers("--ratios", f["ratios"])),
               "mixes": tuple(f["mix_recipes"].split(",")), "logreg": f["logreg"], "keep": f["keep"],
               "work": _str(f["work"]), "rare": tuple(f["imbalance"].split(",")) if f["imbalance"] else None,
-              "baseline": _baseline(f["baseline"]),
+              "baseline": _baseline(f["baseline"]), "held_out": _str(f["held_out"]),
               "fractions": _numbers("--real-fraction", f["real_fraction"]) if f["real_fraction"] else None}
     if "fit" in takes:
         base = next(x for x in dataclasses.fields(options) if x.name == "fit").default

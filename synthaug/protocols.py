@@ -147,6 +147,7 @@ class TopUpOptions(CommonOptions):
     synthetic: str | None = None  # the run, generator file or pretrained name to draw the top-up from
     rare: tuple[str, ...] | None = None  # default: the classes under half the largest
     work: str | None = None
+    held_out: str | None = None  # real images of the same classes never in `real`: the ceiling row
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -426,8 +427,24 @@ def top_up(o: TopUpOptions, progress: bool = True,
     if not syn.is_file():  # a finished top-up is reused, like the protocols' exports
         export(source.path, syn, ExportConfig(balance_to=str(real_dir), real=str(real_dir), resume=True),
                progress=progress)
+    held = None if o.held_out is None else (o.held_out, images_not_in(o.held_out, real_dir))
     return rare_class_comparison(real_dir, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
-                                 o.recipe, o.seeds, o.device, progress, rows, o.baseline, work=work_folder(o))
+                                 o.recipe, o.seeds, o.device, progress, rows, o.baseline, held_out=held,
+                                 work=work_folder(o))
+
+
+def images_not_in(pool_dir: str | Path, real_dir: str | Path) -> np.ndarray:
+    """Scan positions of `pool_dir`'s images that are not also in `real_dir` (the same file, through any link);
+    a one-line error where the two folders' classes differ or nothing is left."""
+    pool, real = scan_folder(pool_dir), scan_folder(real_dir)
+    if pool.class_names != real.class_names:
+        raise DataError(f"{pool_dir}: classes {list(pool.class_names)} differ from {real_dir}'s "
+                        f"{list(real.class_names)}")
+    taken = {(Path(real.root) / p).resolve() for p in real.paths}
+    left = np.array([i for i, p in enumerate(pool.paths) if (Path(pool.root) / p).resolve() not in taken], dtype=int)
+    if len(left) == 0:
+        raise DataError(f"{pool_dir}: every image is also in {real_dir}; no held-out images for the ceiling")
+    return left
 
 
 @dataclass(frozen=True)

@@ -138,17 +138,24 @@ def test_rare_classes_are_those_under_half_the_largest():
 def test_top_up_tops_a_folders_own_rare_classes_up(tmp_path):
     from conftest import write_digits
 
-    train = write_digits(tmp_path / "uneven" / "train", per_class=60)
+    full = write_digits(tmp_path / "full", per_class=60)
+    labels = np.repeat(np.arange(10), 60)
+    keep = np.flatnonzero((labels != 3) & (labels != 8) | (np.arange(600) % 60 < np.where(labels == 3, 10, 20)))
+    train = protocols.subset_folder(full, tmp_path / "uneven" / "train", keep)  # digit3 at 10, digit8 at 20
     write_digits(tmp_path / "uneven" / "test", offset=140)
-    for name, keep in (("digit3", 10), ("digit8", 20)):  # a folder that came uneven
-        for png in sorted((train / name).glob("*.png"))[keep:]:
-            png.unlink()
     run = synthaug.fit(train, tmp_path / "run", TINY_FIT, progress=False)
     options = TopUpOptions(synthetic=str(run), recipe=TINY, work=str(tmp_path / "work"))
     report = protocols.top_up(options, progress=False)
     assert report["rare"] == ["digit3", "digit8"] and report["class_counts"][3] == 10
     assert "ceiling" not in report["rows"]  # a folder's own imbalance has no held-out images of its rare classes
     assert report["results"][report["rows"]["top-up"]]["train_images"] == 600  # every class at 60
+    held = protocols.images_not_in(full, train)  # the ceiling's pool: the folder's images minus those in train
+    assert sorted(held.tolist()) == sorted(set(range(600)) - set(keep.tolist()))
+    ceiling = protocols.top_up(dataclasses.replace(options, held_out=str(full)), progress=False,
+                               rows=("baseline", "ceiling"))
+    assert ceiling["results"][ceiling["rows"]["ceiling"]]["train_images"] == 600  # topped up with the 90 held out
+    with pytest.raises(DataError, match="every image is also in"):
+        protocols.images_not_in(train, train)
     assert report["results"]["real"]["train_images"] == 510
     assert_rare_recall_follows_from_the_runs(report, [3, 8])
     top_up = synthaug.SyntheticDataset(tmp_path / "work" / "top-up.h5")
@@ -188,6 +195,7 @@ def test_every_condition_sees_real_images_at_the_generators_shape(tmp_path):
     (["--top-up", "--synthetic", "fashion-mnist", "--keep", "0.1"], "--keep", "top-up"),
     (["--synthetic", "fashion-mnist", "--work", "w"], "--work", "compare"),
     (["--synthetic", "fashion-mnist", "--fit-arch", "sngan"], "--fit-arch", "compare"),
+    (["--imbalance", "digit3", "--held-out", "."], "--held-out", "imbalance"),
 ])
 def test_a_flag_the_protocol_does_not_take_is_one_line(args, flag, protocol, digits_splits):
     """The installed command, as a user runs it: exit 2, one line naming the flag and the protocol."""
