@@ -3,6 +3,8 @@ them over seeds. Every protocol, the plain benchmark and `tune` go through here.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +66,11 @@ class TensorSource:
     def has_soft(self) -> bool:
         return self.soft is not None
 
+    @functools.cached_property
+    def digest(self) -> str:
+        """What the images are: a digest of images, labels and soft labels (a journalled run's source)."""
+        return tensors_digest(self.images, self.labels, *(() if self.soft is None else (self.soft,)))
+
     def pool(self, num_real: int, ratio: float | None, seed: int, soft: bool) -> TensorPool:
         """All images (ratio None), or a seeded subset of ratio x num_real of them."""
         s = self.soft if soft else None
@@ -97,6 +104,12 @@ class GeneratorPoolSource:
     @property
     def has_soft(self) -> bool:
         return self.sampler.soft
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """What the images come from: the generator files, the sampling settings and the teacher's weights."""
+        parts = (*self.sampler.generator_sha256, repr(self.sampler.sampling), str(self.sampler.teacher_sha256))
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def pool(self, num_real: int, ratio: float | None, seed: int, soft: bool) -> FreshPool:
         """Epochs of ratio x num_real images (num_real for ratio None), class-balanced, new every epoch; with the
@@ -215,11 +228,12 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
         raise DataError(f"two conditions share a name: {names}")
     k = len(test.class_names)
     done = read_journal(journal)
+    sets = tensors_digest(real.images, real.labels, test.images, test.labels) if journal is not None else ""
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for s in range(seeds):
         seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
         for c in conditions:
-            key = journal_key(c, seeded, real, test)
+            key = journal_key(c, seeded, sets)
             if key not in done:
                 model, images = train_condition(c, real, seeded, device, progress)
                 pred = predict(model, test.images).argmax(1).numpy()
@@ -232,9 +246,20 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
     return {name: summarise(r) for name, r in runs.items()}
 
 
-def journal_key(condition: Condition, recipe: ClassifierRecipe, real: LabelledImages, test: LabelledImages) -> str:
-    """What a journalled run is known by: the condition, the seeded recipe and the sizes of the two sets."""
-    return f"{condition.name}|{recipe!r}|{len(real)}|{len(test)}"
+def tensors_digest(*tensors: torch.Tensor) -> str:
+    """A short SHA-256 of the tensors' contents."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def journal_key(condition: Condition, recipe: ClassifierRecipe, sets: str) -> str:
+    """What a journalled run is known by: the condition, the seeded recipe, the real training and test sets
+    (`sets`, their digest) and what the condition's extra images are, so a refitted generator is never taken for
+    the last one."""
+    source = "-" if condition.source is None else condition.source.digest
+    return f"{condition.name}|{recipe!r}|{sets}|{source}"
 
 
 def read_journal(journal: Path | None) -> dict[str, Any]:

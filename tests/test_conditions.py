@@ -79,6 +79,12 @@ def test_a_journalled_run_resumes_where_it_stopped(digits, extra, tmp_path):
     other = dataclasses.replace(recipe, steps=12)  # another recipe is another run
     assert run_conditions(conditions[:1], digits, digits, other, 1, torch.device("cpu"),
                           journal=journal)["real"]["accuracy"] != 0.123
+    refit = TensorSource(extra.images.flip(-1), extra.labels, alone=extra.alone)  # same name, other images
+    key_of = {k.split("|")[0] for k in json.loads(journal.read_text())}
+    assert "held-out only" in key_of
+    assert run_conditions([Condition(refit, with_real=False)], digits, digits, recipe, 1, torch.device("cpu"),
+                          journal=journal)["held-out only"]["runs"][0] != first["held-out only"]["runs"][0]
+    assert len(json.loads(journal.read_text())) == 6  # a run of its own, not the journalled one of `extra`
     journal.write_text("{torn")
     assert run_conditions(conditions[:1], digits, digits, recipe, 1, torch.device("cpu"), journal=journal)["real"][
         "accuracy"] == first["real"]["runs"][0]["accuracy"]  # a damaged journal: trained again, same bytes
