@@ -10,6 +10,7 @@ each and their ratio. Ratios within one run are what to compare; bare times depe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -19,9 +20,8 @@ import torch
 import synthaug
 from synthaug.conditions import GeneratorPoolSource
 from synthaug.classify import ClassifierRecipe, Phase, TensorPool, build_classifier, train_on_phases
-from synthaug.config import SamplingConfig
 from synthaug.engine import generate
-from synthaug.sampler import Sampler
+from synthaug.sampler import Sampler, resolve_sampling
 
 
 def epoch_seconds(phases: list[Phase], num_classes: int, recipe: ClassifierRecipe) -> float:
@@ -33,9 +33,10 @@ def epoch_seconds(phases: list[Phase], num_classes: int, recipe: ClassifierRecip
 
 def fresh(source, names: tuple[str, ...], teacher: torch.nn.Module | None,
           min_confidence: float | None = None) -> GeneratorPoolSource:
-    """Fresh epochs from `source`, soft-labelled by `teacher` when one is given, filtered at `min_confidence`."""
-    sampler = Sampler(source, SamplingConfig(min_confidence=min_confidence), soft=teacher is not None,
-                      teacher=teacher)
+    """Fresh epochs from `source` (a run's own sampling settings, e.g. latent scale and snapshots, apply), soft
+    labels available when a `teacher` is given, filtered by it at `min_confidence`."""
+    sampling = dataclasses.replace(resolve_sampling(source, None), min_confidence=min_confidence, soft_labels=False)
+    sampler = Sampler(source, sampling, soft=teacher is not None, teacher=teacher)
     return GeneratorPoolSource(sampler, names)
 
 
@@ -47,7 +48,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--soft", action="store_true", help="also time fresh epochs with a teacher's soft labels")
     ap.add_argument("--filter", type=float, default=None, metavar="P",
-                    help="also time fresh epochs with soft labels and the teacher's filter at P (needs --teacher)")
+                    help="also time fresh epochs filtered by the teacher at P, with --soft also soft-labelled "
+                         "(needs --teacher)")
     ap.add_argument("--teacher", default=None, metavar="DIR",
                     help="train the teacher on this real folder (a filter needs a real teacher; timing alone does not)")
     ap.add_argument("--teacher-steps", type=int, default=1500)
@@ -62,7 +64,8 @@ def main() -> None:
     file_pool = TensorPool(generate(gen, labels.numpy(), seed=0), labels)
     names = tuple(gen.class_names)
     c, _, r = gen.image_shape
-    teacher = build_classifier("cnn", c, gen.num_classes, r).eval() if args.soft else None  # timing: any weights do
+    timing_only = build_classifier("cnn", c, gen.num_classes, r).eval()  # timing soft labels: any weights do
+    teacher = timing_only if args.soft or args.filter is not None else None
     if args.teacher:
         from synthaug.sampler import teacher_for_folder
 
@@ -74,6 +77,9 @@ def main() -> None:
         kinds["fresh + soft labels"] = lambda: [Phase(steps, [fresh(source, names, teacher).pool(args.images, None, 1,
                                                                                               True)], [1.0])]
     if args.filter is not None:
+        kinds[f"fresh + filter {args.filter:g}"] = lambda: [Phase(steps, [fresh(
+            source, names, teacher, args.filter).pool(args.images, None, 1, False)], [1.0])]
+    if args.filter is not None and args.soft:
         kinds[f"fresh + soft labels + filter {args.filter:g}"] = lambda: [Phase(steps, [fresh(
             source, names, teacher, args.filter).pool(args.images, None, 1, True)], [1.0])]
     times: dict[str, list[float]] = {k: [] for k in kinds}

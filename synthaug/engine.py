@@ -111,12 +111,16 @@ class SampleFilter:
 
     def keep(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Boolean mask (CPU) of the rows to keep, counting draws and acceptances per class."""
+        return self.judge(images, labels)[0]
+
+    def judge(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`keep`'s mask and the teacher's probabilities (N, K) it was decided on."""
         probs = self.probabilities(images)
         ok = probs[torch.arange(len(labels)), labels] >= self.min_confidence
         for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
             self.drawn[int(c)] = self.drawn.get(int(c), 0) + int(n)
             self.accepted[int(c)] = self.accepted.get(int(c), 0) + int(ok[labels == c].sum())
-        return ok
+        return ok, probs
 
     def acceptance(self) -> dict[int, float]:
         """Accepted / drawn per class."""
@@ -208,12 +212,18 @@ def iter_generated(gen: ConditionalGenerator | Sequence[ConditionalGenerator], p
             zs, ys = zip(*(_chunk_inputs(g, plan, c) for c in range(first, end)))
             z, y = torch.cat(zs), torch.cat(ys)
             out, batch_size = _forward_uint8(g, z, y, batch_size, device)
+            judged = []
             if sample_filter is not None:
                 offset = 0
                 for c, yc in zip(range(first, end), ys):
-                    _redraw_rejected(g, plan, c, out[offset:offset + len(yc)], yc, batch_size, sample_filter)
+                    judged.append(_redraw_rejected(g, plan, c, out[offset:offset + len(yc)], yc, batch_size,
+                                                   sample_filter))
                     offset += len(yc)
-            soft = teacher(out).numpy().astype(np.float32) if teacher is not None else None
+            soft = None
+            if teacher is not None and sample_filter is not None and teacher is sample_filter.probabilities:
+                soft = torch.cat(judged).numpy().astype(np.float32)  # the filter's teacher judged every kept row
+            elif teacher is not None:
+                soft = teacher(out).numpy().astype(np.float32)
             if device.type == "cuda":
                 host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(out, non_blocking=True)
@@ -257,14 +267,19 @@ def _forward_uint8(gen: ConditionalGenerator, z: torch.Tensor, y: torch.Tensor, 
 
 
 def _redraw_rejected(gen: ConditionalGenerator, plan: GenerationPlan, chunk: int, images: torch.Tensor,
-                     labels: torch.Tensor, batch_size: int, sample_filter: SampleFilter) -> None:
-    """Replace, in place, the rows of one chunk that the filter rejects, round by round, until all pass."""
+                     labels: torch.Tensor, batch_size: int, sample_filter: SampleFilter) -> torch.Tensor:
+    """Replace, in place, the rows of one chunk that the filter rejects, round by round, until all pass; return
+    the filter teacher's probabilities (N, K) of the rows kept."""
     todo = torch.arange(len(labels))
+    kept: torch.Tensor | None = None
     for redraw in range(1, sample_filter.max_rounds + 1):
-        ok = sample_filter.keep(images[todo.to(images.device)], labels[todo])
+        ok, probs = sample_filter.judge(images[todo.to(images.device)], labels[todo])
+        if kept is None:
+            kept = torch.empty(len(labels), probs.shape[1])
+        kept[todo[ok]] = probs[ok].float().cpu()
         todo = todo[~ok]
         if todo.numel() == 0:
-            return
+            return kept
         if redraw >= HOPELESS_ROUNDS and any(sample_filter.accepted.get(int(c), 0) == 0 for c in labels[todo].unique()):
             break  # a class none of whose many draws passed will not pass in the remaining rounds either
         rng = torch.Generator().manual_seed(chunk_seed(plan.seed, chunk, redraw))

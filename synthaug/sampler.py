@@ -154,7 +154,9 @@ class Sampler:
         soft = self.soft if soft is None else soft
         if soft and self.teacher is None:
             raise SynthaugError(f"{self.source}: soft labels need a teacher (open the sampler with soft=True)")
-        teacher = functools.partial(predict, self.teacher) if soft else None
+        teacher = None
+        if soft:  # the filter's own teacher where there is one: its probabilities of the kept images are reused
+            teacher = keep.probabilities if keep is not None else functools.partial(predict, self.teacher)
         return iter_generated(self.generators, plan, sample_filter=keep, teacher=teacher, **engine)
 
     def epoch(self, plan: GenerationPlan, epoch: int) -> GenerationPlan:
