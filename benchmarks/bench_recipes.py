@@ -121,6 +121,19 @@ class Rows:
               + f") in {r['seconds']:.0f} s", flush=True)
 
 
+def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int) -> str:
+    """The protocol's baseline chosen on a validation split of its training set at `steps` (searched once; the
+    search is in the JSON)."""
+    key = f"{name}|{steps}"
+    if key not in rows.data["choices"]:
+        t = time.perf_counter()
+        train, val = validation_split(real, 0.1)
+        choice = choose_baseline(train, val, ClassifierRecipe(steps=steps))
+        rows.data["choices"][key] = {**choice.summary(), "seconds": time.perf_counter() - t}
+        rows.save()
+    return rows.data["choices"][key]["name"]
+
+
 def fitted_run(rows: Rows, name: str, real: LabelledImages, args) -> Path:
     """The protocol's generator run, fitted on its training folder alone (class-balanced where classes are
     uneven) unless already finished; its fit time lands in the JSON."""
@@ -145,7 +158,7 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
     import synthaug
     from synthaug.sources import resolve_source
 
-    chosen = rows.data["choices"][f"{name}|{args.steps}"]["name"]  # the `chosen` stage runs first
+    chosen = chosen_baseline(rows, name, real, args.steps)
     run = fitted_run(rows, name, real, args)
     if name not in rows.data.setdefault("tune", {}):
         result = synthaug.tune(run, baseline=chosen, progress=False)
@@ -212,7 +225,6 @@ def main() -> None:
         return
     for name in args.protocols.split(","):
         real, test, _, _ = protocol_data(name, args.data)
-        base = ClassifierRecipe(steps=args.steps)
         if args.stage == "baselines":
             names = AUGMENT_BASELINES + (IMBALANCE_BASELINES if is_uneven(real) else ())
             for seed in range(args.seeds):
@@ -224,14 +236,7 @@ def main() -> None:
         elif args.stage == "synthetic":
             synthetic_rows(rows, name, real, test, args)
         else:
-            key = f"{name}|{args.steps}"
-            if key not in rows.data["choices"]:
-                t = time.perf_counter()
-                train, val = validation_split(real, 0.1)
-                choice = choose_baseline(train, val, base)
-                rows.data["choices"][key] = {**choice.summary(), "seconds": time.perf_counter() - t}
-                rows.save()
-            chosen = rows.data["choices"][key]["name"]
+            chosen = chosen_baseline(rows, name, real, args.steps)
             print(f"{name}: chosen on validation: {chosen}", flush=True)
             for steps in (args.steps, 2 * args.steps):
                 for seed in range(args.seeds):
