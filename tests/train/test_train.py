@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,13 +76,18 @@ def test_resume_with_the_epoch_budget_spent_says_so(digits_dir, tmp_path):
     assert load_safe(run / "checkpoint.pt")["step"] == steps
 
 
+def straight_and_resumed(data: Path, tmp_path: Path, stop: int, steps: int, **settings) -> tuple[dict, dict]:
+    """The checkpoints of a fit run `steps` straight, and of one stopped at `stop` and resumed to `steps`."""
+    kwargs = dict(epochs=1, batch_size=32, progress=False, **settings)
+    straight = synthaug.fit(data, tmp_path / "a", max_steps=steps, **kwargs)
+    split = synthaug.fit(data, tmp_path / "b", max_steps=stop, **kwargs)
+    synthaug.fit(data, split, resume=True, max_steps=steps, progress=False)
+    return load_safe(straight / "checkpoint.pt"), load_safe(split / "checkpoint.pt")
+
+
 def test_resume_equals_uninterrupted(digits_dir, tmp_path):
     """Stopping after 6 steps and resuming to 14 gives the same weights as 14 steps straight (same RNG state)."""
-    kwargs = dict(arch="mlp", epochs=1, batch_size=32, progress=False, seed=5)
-    straight = synthaug.fit(digits_dir, tmp_path / "a", max_steps=14, **kwargs)
-    split = synthaug.fit(digits_dir, tmp_path / "b", max_steps=6, **kwargs)
-    synthaug.fit(digits_dir, split, resume=True, max_steps=14, progress=False)
-    a, b = load_safe(straight / "checkpoint.pt"), load_safe(split / "checkpoint.pt")
+    a, b = straight_and_resumed(digits_dir, tmp_path, 6, 14, arch="mlp", seed=5)
     for key in a["generator"]:
         torch.testing.assert_close(a["generator"][key], b["generator"][key])
 
@@ -118,12 +124,8 @@ def test_class_balanced_epochs_draw_every_class_equally():
 
 
 def test_class_balanced_fit_is_recorded_and_resumes(digits_dir, tmp_path):
-    kwargs = dict(arch="mlp", epochs=1, batch_size=32, progress=False, seed=2, class_balance=True)
-    straight = synthaug.fit(digits_dir, tmp_path / "a", max_steps=10, **kwargs)
-    assert load_run_config(straight).train.class_balance is True
-    split = synthaug.fit(digits_dir, tmp_path / "b", max_steps=4, **kwargs)
-    synthaug.fit(digits_dir, split, resume=True, max_steps=10, progress=False)
-    a, b = load_safe(straight / "checkpoint.pt"), load_safe(split / "checkpoint.pt")
+    a, b = straight_and_resumed(digits_dir, tmp_path, 4, 10, arch="mlp", seed=2, class_balance=True)
+    assert load_run_config(tmp_path / "a").train.class_balance is True
     for key in a["generator"]:
         torch.testing.assert_close(a["generator"][key], b["generator"][key])
 
