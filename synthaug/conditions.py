@@ -230,11 +230,14 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
     done = read_journal(journal)
     sets = tensors_digest(real.images, real.labels, test.images, test.labels) if journal is not None else ""
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    same: dict[tuple, dict[str, Any]] = {}  # two names for one training (e.g. 'real' and 'real + plain') train once
     for s in range(seeds):
         seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
         for c in conditions:
-            key = journal_key(c, seeded, sets)
-            if key not in done:
+            key, what = journal_key(c, seeded, sets), training_of(c, seeded)
+            if key not in done and what in same:
+                done[key] = same[what]
+            elif key not in done:
                 model, images = train_condition(c, real, seeded, device, progress)
                 pred = predict(model, test.images).argmax(1).numpy()
                 done[key] = {"train_images": int(images), "seed": seeded.seed,
@@ -242,8 +245,17 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
                              **classification_report(test.labels.numpy(), pred, k)}
                 if journal is not None:
                     atomic_write_text(journal, json.dumps(done))
+            same[what] = done[key]
             runs[c.name].append(done[key])
     return {name: summarise(r) for name, r in runs.items()}
+
+
+def training_of(condition: Condition, recipe: ClassifierRecipe) -> tuple:
+    """What a condition trains, whatever its name: the recipe with its baseline applied, its extra images (by
+    identity) and how they are used."""
+    if condition.baseline is not None:
+        recipe = with_baseline(recipe, condition.baseline)
+    return (repr(recipe), id(condition.source), condition.ratio, condition.with_real, condition.mix, condition.soft)
 
 
 def tensors_digest(*tensors: torch.Tensor) -> str:

@@ -88,3 +88,18 @@ def test_a_journalled_run_resumes_where_it_stopped(digits, extra, tmp_path):
     journal.write_text("{torn")
     assert run_conditions(conditions[:1], digits, digits, recipe, 1, torch.device("cpu"), journal=journal)["real"][
         "accuracy"] == first["real"]["runs"][0]["accuracy"]  # a damaged journal: trained again, same bytes
+
+
+def test_two_names_for_one_training_train_once(digits, tmp_path):
+    recipe = synthaug.ClassifierRecipe(steps=10, batch_size=32)  # a random shift and plain cross-entropy: 'plain'
+    journal = tmp_path / "runs.json"
+    run_conditions([Condition()], digits, digits, recipe, 1, torch.device("cpu"), journal=journal)
+    saved = json.loads(journal.read_text())
+    saved[next(iter(saved))]["accuracy"] = 0.123  # a mark: a condition that trained again would not carry it
+    journal.write_text(json.dumps(saved))
+    conditions = [Condition(), Condition(baseline="plain"), Condition(baseline="trivial")]
+    results = run_conditions(conditions, digits, digits, recipe, 1, torch.device("cpu"), journal=journal)
+    assert list(results) == ["real", "real + plain", "real + trivial"]
+    assert results["real + plain"]["accuracy"] == 0.123  # the same training as 'real': taken from it
+    assert results["real + trivial"]["accuracy"] != 0.123  # another recipe: trained
+    assert len(json.loads(journal.read_text())) == 3  # and each name journalled
