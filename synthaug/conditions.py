@@ -235,14 +235,15 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
         seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
         for c in conditions:
             key, what = journal_key(c, seeded, sets), training_of(c, seeded)
-            if key not in done and what in same:
-                done[key] = same[what]
-            elif key not in done:
-                model, images = train_condition(c, real, seeded, device, progress)
-                pred = predict(model, test.images).argmax(1).numpy()
-                done[key] = {"train_images": int(images), "seed": seeded.seed,
-                             "fresh": bool(c.source is not None and c.source.fresh),
-                             **classification_report(test.labels.numpy(), pred, k)}
+            if key not in done:
+                if what in same:
+                    done[key] = same[what]
+                else:
+                    model, images = train_condition(c, real, seeded, device, progress)
+                    pred = predict(model, test.images).argmax(1).numpy()
+                    done[key] = {"train_images": int(images), "seed": seeded.seed,
+                                 "fresh": bool(c.source is not None and c.source.fresh),
+                                 **classification_report(test.labels.numpy(), pred, k)}
                 if journal is not None:
                     atomic_write_text(journal, json.dumps(done))
             same[what] = done[key]

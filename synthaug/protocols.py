@@ -342,7 +342,9 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
     train, val = validation_split(real, 0.1)
     loss = None if recipe.loss == "ce" else recipe.loss
     teacher = teacher_on(train, None, device, progress, desc="top-up teacher (train split)", baseline=loss)
-    wanted = {"recipe": dataclasses.asdict(recipe), "rare": list(rare_ids), "top_up_images": len(top_up.labels)}
+    # search 2: its soft-label trial trains on the soft labels (search 1 trained the hard ones again under that name)
+    wanted = {"recipe": dataclasses.asdict(recipe), "rare": list(rare_ids), "top_up_images": len(top_up.labels),
+              "search": 2}
     saved = json.loads(keep.read_text(encoding="utf-8")) if keep is not None and keep.is_file() else {}
     if saved.get("for") == wanted:
         choice = {**saved["choice"], "shape": TopUpShape.from_dict(saved["choice"]["shape"])}

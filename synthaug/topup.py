@@ -60,6 +60,13 @@ def shape_top_up(top_up: TensorSource, real_counts: np.ndarray, shape: TopUpShap
     return TensorSource(top_up.images[index], top_up.labels[index], soft, alone=top_up.alone, mixed=top_up.mixed)
 
 
+def top_up_condition(top_up: TensorSource, real_counts: np.ndarray, shape: TopUpShape,
+                     probs: torch.Tensor | None) -> Condition:
+    """The real images plus the top-up as `shape` keeps it, trained on its soft labels when the shape says so."""
+    shaped = shape_top_up(top_up, real_counts, shape, probs)
+    return Condition(shaped, soft=shaped.has_soft)
+
+
 def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSource, teacher: torch.nn.Module,
                   recipe: ClassifierRecipe, rare: Sequence[int], device: torch.device | str = "cpu"
                   ) -> dict[str, Any]:
@@ -76,7 +83,7 @@ def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSour
     def score(shape: TopUpShape | None) -> tuple[float, list[float], np.ndarray]:
         if shape is not None and not shape.classes:
             shape = None
-        condition = Condition() if shape is None else Condition(shape_top_up(top_up, counts, shape, probs))
+        condition = Condition() if shape is None else top_up_condition(top_up, counts, shape, probs)
         model, images = train_condition(condition, train, recipe, dev)
         outcomes = validation_outcomes(model, val)
         acc, recall = balanced_of(outcomes, truth), recall_of(outcomes, truth, len(val.class_names))

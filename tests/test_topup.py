@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from synthaug.conditions import TensorSource
-from synthaug.topup import TopUpShape, shape_top_up
+from synthaug.topup import TopUpShape, shape_top_up, top_up_condition
 
 
 def top_up_source() -> tuple[TensorSource, torch.Tensor]:
@@ -42,3 +42,13 @@ def test_shape_filters_by_the_teachers_confidence_and_carries_its_soft_labels():
     none = shape_top_up(source, np.array([100, 5, 10]), TopUpShape(()), probs)
     assert len(none.labels) == 0
     assert TopUpShape((1,), cap=0.5, soft=True).describe(["a", "b", "c"]) == "b, capped at 50% synthetic, soft labels"
+
+
+def test_a_soft_shape_trains_on_the_teachers_labels():
+    """The search's soft-label trial is a different training from the hard one, not the same under another name."""
+    source, probs = top_up_source()
+    counts = np.array([100, 5, 10])
+    hard = top_up_condition(source, counts, TopUpShape((1, 2)), probs)
+    soft = top_up_condition(source, counts, TopUpShape((1, 2), soft=True), probs)
+    assert not hard.soft and hard.source.soft is None
+    assert soft.soft and soft.source.has_soft and soft.name.endswith("(soft labels)")
