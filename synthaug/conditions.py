@@ -226,7 +226,6 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
     names = [c.name for c in conditions]
     if len(set(names)) != len(names):
         raise DataError(f"two conditions share a name: {names}")
-    k = len(test.class_names)
     done = read_journal(journal)
     sets = tensors_digest(real.images, real.labels, test.images, test.labels) if journal is not None else ""
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
@@ -236,14 +235,7 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
         for c in conditions:
             key, what = journal_key(c, seeded, sets), training_of(c, seeded)
             if key not in done:
-                if what in same:
-                    done[key] = same[what]
-                else:
-                    model, images = train_condition(c, real, seeded, device, progress)
-                    pred = predict(model, test.images).argmax(1).numpy()
-                    done[key] = {"train_images": int(images), "seed": seeded.seed,
-                                 "fresh": bool(c.source is not None and c.source.fresh),
-                                 **classification_report(test.labels.numpy(), pred, k)}
+                done[key] = same[what] if what in same else tested_run(c, real, test, seeded, device, progress)
                 if journal is not None:
                     atomic_write_text(journal, json.dumps(done))
             same[what] = done[key]
@@ -251,12 +243,22 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
     return {name: summarise(r) for name, r in runs.items()}
 
 
+def tested_run(condition: Condition, real: LabelledImages, test: LabelledImages, recipe: ClassifierRecipe,
+               device: torch.device, progress: bool) -> dict[str, Any]:
+    """One seeded run of a condition: trained from scratch, scored on `test`."""
+    model, images = train_condition(condition, real, recipe, device, progress)
+    pred = predict(model, test.images).argmax(1).numpy()
+    return {"train_images": int(images), "seed": recipe.seed,
+            "fresh": bool(condition.source is not None and condition.source.fresh),
+            **classification_report(test.labels.numpy(), pred, len(test.class_names))}
+
+
 def training_of(condition: Condition, recipe: ClassifierRecipe) -> tuple:
     """What a condition trains, whatever its name: the recipe with its baseline applied, its extra images (by
     identity) and how they are used."""
     if condition.baseline is not None:
         recipe = with_baseline(recipe, condition.baseline)
-    return (repr(recipe), id(condition.source), condition.ratio, condition.with_real, condition.mix, condition.soft)
+    return (recipe, id(condition.source), condition.ratio, condition.with_real, condition.mix, condition.soft)
 
 
 def tensors_digest(*tensors: torch.Tensor) -> str:
