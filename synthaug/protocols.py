@@ -38,7 +38,7 @@ from synthaug.data.folder import LabelledImages
 from synthaug.sampler import teacher_on
 from synthaug.selection import RARE_SHARE, rare_classes, validation_split
 from synthaug.fsutil import atomic_write_text
-from synthaug.topup import TopUpShape, choose_top_up, shape_top_up
+from synthaug.topup import TopUpShape, choose_top_up, shape_top_up, shaped_condition
 from synthaug.sources import ExportSource, GeneratorSource, resolve_source
 
 FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes or steps budget; the epoch count only caps them
@@ -328,7 +328,7 @@ def rare_conditions(top_up: TensorSource, baseline: str | None, ceiling: TensorS
     out = {"real": Condition(), "baseline": Condition(baseline=baseline or "weighted"),
            "top-up": Condition(top_up, baseline=baseline)}
     if tuned is not None:
-        out["tuned top-up"] = Condition(tuned, baseline=baseline, soft=tuned.has_soft)
+        out["tuned top-up"] = shaped_condition(tuned, baseline)
     if ceiling is not None:
         out["ceiling"] = Condition(ceiling, baseline=baseline)
     return out

@@ -60,11 +60,16 @@ def shape_top_up(top_up: TensorSource, real_counts: np.ndarray, shape: TopUpShap
     return TensorSource(top_up.images[index], top_up.labels[index], soft, alone=top_up.alone, mixed=top_up.mixed)
 
 
+def shaped_condition(shaped: TensorSource, baseline: str | None = None) -> Condition:
+    """The real images plus a shaped top-up, trained on the top-up's own labels (its teacher's soft ones where the
+    shape kept them)."""
+    return Condition(shaped, baseline=baseline, soft=shaped.has_soft)
+
+
 def top_up_condition(top_up: TensorSource, real_counts: np.ndarray, shape: TopUpShape,
                      probs: torch.Tensor | None) -> Condition:
-    """The real images plus the top-up as `shape` keeps it, trained on its soft labels when the shape says so."""
-    shaped = shape_top_up(top_up, real_counts, shape, probs)
-    return Condition(shaped, soft=shaped.has_soft)
+    """The real images plus the top-up as `shape` keeps it (`shaped_condition`)."""
+    return shaped_condition(shape_top_up(top_up, real_counts, shape, probs))
 
 
 def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSource, teacher: torch.nn.Module,
