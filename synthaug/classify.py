@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, f1_score, recall_score
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -372,6 +371,8 @@ def embed(model: nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_BA
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
     """Accuracy, macro-F1, per-class recall and the confusion matrix (scikit-learn)."""
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score  # here: importing sklearn costs seconds
+
     labels = list(range(num_classes))
     return {"accuracy": float((y_true == y_pred).mean()),
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
 from synthaug.config import SamplingConfig
@@ -35,6 +34,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def _kth_radius(x: np.ndarray, k: int) -> np.ndarray:
     """Distance from each point to its k-th nearest other point."""
+    from sklearn.neighbors import NearestNeighbors  # here: importing sklearn costs every command seconds
+
     dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
     return dist[:, k]
 
@@ -56,6 +57,8 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
     """Density and coverage (Naeem et al. 2020)."""
+    from sklearn.neighbors import NearestNeighbors
+
     radius = _kth_radius(real, k)
     density = _inside_counts(real, radius, fake).sum() / (k * len(fake))
     nearest_fake, _ = NearestNeighbors(n_neighbors=1).fit(fake).kneighbors(real)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import IO
 
 import torch
-from torchvision.utils import make_grid
 
 from synthaug.fsutil import atomic_path
 from synthaug.models import ConditionalGenerator
@@ -30,6 +29,7 @@ def save_sample_grid(g: ConditionalGenerator, z: torch.Tensor, labels: torch.Ten
                      per_row: int = 10) -> torch.Tensor:
     """Write a PNG grid of samples, one row per class; return the grid's images in [0, 1]."""
     from PIL import Image
+    from torchvision.utils import make_grid  # here, not at the top: importing torchvision costs every command seconds
 
     was_training = g.training
     g.eval()
@@ -112,6 +112,8 @@ class Monitor:
             f.write(json.dumps(row) + "\n")
         training_curves(self.out / "log.jsonl", self.out / "epochs.jsonl", self.out / "curves.png")
         if self.tb is not None:
+            from torchvision.utils import make_grid
+
             self.tb.add_image("samples", make_grid(images, nrow=10, padding=2, pad_value=1.0), step)
             for name, d in zip(self.class_names, diversity):
                 self.tb.add_scalar(f"diversity/{name}", d, step)

@@ -31,6 +31,15 @@ def test_the_wheel_holds_the_weights_and_builds_without_warnings(tmp_path):
     assert "synthaug_cli/main.py" in names and "synthaug/_version.py" in names
 
 
+def test_the_command_starts_without_torchvision_or_sklearn():
+    # each costs every command seconds of start-up; they load where they are used
+    code = ("import sys, synthaug_cli.main; "
+            "print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[]"
+
+
 def test_version_flag_says_the_package_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"synthaug, version {synthaug.__version__}"
