@@ -254,11 +254,12 @@ def tested_run(condition: Condition, real: LabelledImages, test: LabelledImages,
 
 
 def training_of(condition: Condition, recipe: ClassifierRecipe) -> tuple:
-    """What a condition trains, whatever its name: the recipe with its baseline applied, its extra images (by
-    identity) and how they are used."""
+    """What a condition trains, whatever its name: the recipe with its baseline applied, what its extra images are
+    (by content) and how they are used."""
     if condition.baseline is not None:
         recipe = with_baseline(recipe, condition.baseline)
-    return (recipe, id(condition.source), condition.ratio, condition.with_real, condition.mix, condition.soft)
+    source = "-" if condition.source is None else condition.source.digest
+    return (recipe, source, condition.ratio, condition.with_real, condition.mix, condition.soft)
 
 
 def tensors_digest(*tensors: torch.Tensor) -> str:

@@ -15,7 +15,7 @@ import torch
 
 from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, ClassifierRecipe, predict,
                                with_baseline)
-from synthaug.conditions import Condition, train_condition
+from synthaug.conditions import Condition, tensors_digest, train_condition, training_of
 from synthaug.data.folder import LabelledImages, stratified_split
 from synthaug.errors import DataError
 from synthaug.fsutil import atomic_write_text
@@ -43,6 +43,40 @@ def rare_classes(counts: Sequence[int], share: float = RARE_SHARE) -> list[int]:
 def validation_outcomes(model: torch.nn.Module, val: LabelledImages) -> np.ndarray:
     """1.0 for each validation image the model classifies correctly, else 0.0."""
     return (predict(model, val.images).argmax(1).numpy() == val.labels.numpy()).astype(np.float64)
+
+
+def trial_outcomes(condition: Condition, train: LabelledImages, val: LabelledImages, recipe: ClassifierRecipe,
+                   device: torch.device | str = "cpu") -> tuple[np.ndarray, int]:
+    """`validation_outcomes` of a classifier trained on `train` under `condition`, and how many distinct images it
+    drew from. Kept on disk by content (the split and what the condition trains), so a search that stops, or runs
+    again with one trial changed, trains only the trials it lacks."""
+    path = _trial_path(condition, train, val, recipe)
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            return np.asarray(saved["outcomes"], dtype=np.float64), int(saved["images"])
+        except (ValueError, KeyError, TypeError):  # a damaged entry: train it again
+            path.unlink(missing_ok=True)
+    model, images = train_condition(condition, train, recipe, torch.device(device))
+    outcomes = validation_outcomes(model, val)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"outcomes": outcomes.astype(int).tolist(), "images": int(images)}))
+    except OSError:  # a read-only or full cache costs the next search time, not this one its result
+        pass
+    return outcomes, int(images)
+
+
+TRIALS_VERSION = 1  # part of every kept trial's key: raise it when a change to training makes kept trials stale
+
+
+def _trial_path(condition: Condition, train: LabelledImages, val: LabelledImages, recipe: ClassifierRecipe) -> Path:
+    """Where `trial_outcomes` keeps one trial."""
+    from synthaug.data.folder import cache_dir
+
+    split = tensors_digest(train.images, train.labels, val.images, val.labels)
+    key = repr((TRIALS_VERSION, training_of(condition, recipe), split))
+    return cache_dir() / "trials" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def balanced_of(outcomes: np.ndarray, labels: np.ndarray) -> float:
@@ -190,8 +224,7 @@ def _search_baseline(train: LabelledImages, val: LabelledImages, recipe: Classif
     def outcomes(name: str, steps: int) -> np.ndarray:
         if (name, steps) not in cache:
             r = dataclasses.replace(with_baseline(recipe, name), steps=steps)
-            model, _ = train_condition(Condition(), train, r, dev)
-            cache[name, steps] = validation_outcomes(model, val)
+            cache[name, steps] = trial_outcomes(Condition(), train, val, r, dev)[0]
             if progress:
                 print(f"  baseline {name} at {steps} steps: {100 * score(name, steps):.2f}% on validation", flush=True)
         return cache[name, steps]

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from synthaug.classify import ClassifierRecipe, predict
-from synthaug.conditions import Condition, TensorSource, train_condition
+from synthaug.conditions import Condition, TensorSource
 from synthaug.data.folder import LabelledImages
-from synthaug.selection import balanced_of, clearly_better, recall_of, validation_outcomes
+from synthaug.selection import balanced_of, clearly_better, recall_of, trial_outcomes
 
 CAPS = (None, 0.8, 0.5)  # the largest synthetic share of a class a top-up may reach (None: fill to the largest)
 
@@ -89,8 +89,7 @@ def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSour
         if shape is not None and not shape.classes:
             shape = None
         condition = Condition() if shape is None else top_up_condition(top_up, counts, shape, probs)
-        model, images = train_condition(condition, train, recipe, dev)
-        outcomes = validation_outcomes(model, val)
+        outcomes, images = trial_outcomes(condition, train, val, recipe, dev)
         acc, recall = balanced_of(outcomes, truth), recall_of(outcomes, truth, len(val.class_names))
         trials.append({"shape": None if shape is None else dataclasses.asdict(shape), "images": int(images),
                        "val_balanced_accuracy": acc, "val_recall": recall})

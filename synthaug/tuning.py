@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthaug.classify import ClassifierRecipe, describe_recipe, imbalance_part, teacher_budget, with_baseline
-from synthaug.conditions import Condition, GeneratorPoolSource, TensorSource, train_condition
+from synthaug.conditions import Condition, GeneratorPoolSource, TensorSource
 from synthaug.config import SamplingConfig
 from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.device import resolve_device
@@ -29,7 +29,7 @@ from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 from synthaug.sampler import Sampler, teacher_on
 from synthaug.selection import (BaselineChoice, balanced_accuracy, balanced_of, choose_baseline, exceeds_noise,
-                                format_choice, paired_gain, rare_classes, validation_outcomes, validation_split)
+                                format_choice, paired_gain, rare_classes, trial_outcomes, validation_split)
 from synthaug.topup import choose_top_up
 from synthaug.sources import resolve_source
 
@@ -64,13 +64,12 @@ class Search:
             steps = self.recipe.steps if ratio is not None else max(1, int(self.recipe.steps * SAMPLING_SHARE))
             t = time.perf_counter()
             try:
-                model, _ = train_condition(self.condition(sampling, ratio, mix), self.train,
-                                           dataclasses.replace(self.recipe, steps=steps), self.device)
+                self.outcomes[key] = trial_outcomes(self.condition(sampling, ratio, mix), self.train, self.val,
+                                                    dataclasses.replace(self.recipe, steps=steps), self.device)[0]
             except SynthaugError as exc:  # a filter no image passes: this choice is out, the search goes on
                 self.scores[key] = -1.0
                 self.rows.append({**row, "steps": steps, "val_accuracy": None, "failed": str(exc)})
             else:
-                self.outcomes[key] = validation_outcomes(model, self.val)
                 acc = balanced_of(self.outcomes[key], self.val.labels.numpy())
                 self.scores[key] = acc
                 self.rows.append({**row, "steps": steps, "val_accuracy": acc, "seconds": time.perf_counter() - t})
@@ -142,8 +141,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
         choice = choose_baseline(train, val, recipe, device=dev, progress=False)
     else:
         named = with_baseline(recipe, baseline or "plain")
-        model, _ = train_condition(Condition(), train, named, dev)
-        outcomes = validation_outcomes(model, val)
+        outcomes, _ = trial_outcomes(Condition(), train, val, named, dev)
         choice = BaselineChoice(baseline or "plain", named, balanced_of(outcomes, val.labels.numpy()), (), len(train),
                                 len(val), tuple(int(v) for v in outcomes))
     if progress:

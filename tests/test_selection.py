@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ from synthaug.classify import (AUGMENT_BASELINES, ClassifierRecipe, _mix_soft, d
                                Phase, TensorPool, with_baseline)
 from synthaug.data.folder import cache_dir, load_image_folder
 from synthaug.errors import DataError, SynthaugError
+from synthaug import selection
+from synthaug.conditions import Condition
 from synthaug.selection import (choose_baseline, clearly_better, format_choice, paired_gain, rare_classes,
-                                successive_halving, validation_split)
+                                successive_halving, trial_outcomes, validation_split)
 
 TINY = ClassifierRecipe(steps=16, batch_size=32)
 
@@ -100,11 +103,37 @@ def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(di
     assert "**" + choice.name + "**" in format_choice(choice.summary())
     from synthaug.selection import _choice_cache, _search_baseline
 
+    shutil.rmtree(cache_dir() / "trials")  # train every trial again
     again = _search_baseline(train, val, TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 2, False)
     assert again == choice  # seeded: the same choice and scores
     cached = _choice_cache(train, val, TINY, ("plain", "trivial", "cutmix"), None, 2)
     assert cached.parent == cache_dir() and cached.is_file()  # kept by content: the next search is free
     assert choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix")) == choice
+
+
+def test_a_kept_trial_is_not_trained_again_and_a_changed_one_is(digits_dir, monkeypatch):
+    train, val = validation_split(load_image_folder(digits_dir, progress=False), 0.2)
+    trained = []
+    real_train = selection.train_condition
+
+    def counting(condition, *args, **kwargs):  # the real training, counted
+        trained.append(condition.name)
+        return real_train(condition, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "train_condition", counting)
+    first, images = trial_outcomes(Condition(), train, val, TINY)
+    assert images == len(train) and first.shape == (len(val),) and set(np.unique(first)) <= {0.0, 1.0}
+    again, _ = trial_outcomes(Condition(), train, val, TINY)
+    assert trained == ["real"] and np.array_equal(again, first)  # kept on disk by content
+    trial_outcomes(Condition(baseline="trivial"), train, val, TINY)  # another training: another trial
+    trial_outcomes(Condition(), train, val, dataclasses.replace(TINY, seed=1))
+    assert len(trained) == 3
+    kept = sorted((cache_dir() / "trials").glob("*.json"))
+    assert len(kept) == 3
+    for path in kept:
+        path.write_text("{not json", encoding="utf-8")  # damaged entries are trained again, not trusted
+    again, _ = trial_outcomes(Condition(), train, val, TINY)
+    assert len(trained) == 4 and np.array_equal(again, first)  # seeded: the same outcomes
 
 
 def test_choose_baseline_skips_losses_on_even_classes_and_rejects_unknown_names(digits_dir):
