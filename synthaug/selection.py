@@ -8,7 +8,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ FINALISTS = 2
 # paired difference: at 60 validation images one image moves a score by 1.7 points, and the top score alone picks
 # noise (the one-standard-error rule of cross-validated model choice).
 MARGIN_SE = 1.0
+T = TypeVar("T")
 RARE_SHARE = 0.5  # a class under this share of the largest class's images counts as rare
 
 
@@ -51,20 +52,33 @@ def trial_outcomes(condition: Condition, train: LabelledImages, val: LabelledIma
     drew from. Kept on disk by content (the split and what the condition trains), so a search that stops, or runs
     again with one trial changed, trains only the trials it lacks."""
     path = _trial_path(condition, train, val, recipe)
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            return np.asarray(saved["outcomes"], dtype=np.float64), int(saved["images"])
-        except (ValueError, KeyError, TypeError):  # a damaged entry: train it again
-            path.unlink(missing_ok=True)
+    kept = _kept(path, lambda e: (np.asarray(e["outcomes"], dtype=np.float64), int(e["images"])))
+    if kept is not None:
+        return kept
     model, images = train_condition(condition, train, recipe, torch.device(device))
     outcomes = validation_outcomes(model, val)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"outcomes": outcomes.astype(int).tolist(), "images": int(images)}))
-    except OSError:  # a read-only or full cache costs the next search time, not this one its result
-        pass
+    _keep(path, {"outcomes": outcomes.astype(int).tolist(), "images": int(images)})
     return outcomes, int(images)
+
+
+def _kept(path: Path, read: Callable[[dict[str, Any]], T]) -> T | None:
+    """`read` of an entry the searches keep in the cache; None where there is none, or it is damaged (then removed)."""
+    if not path.is_file():
+        return None
+    try:
+        return read(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _keep(path: Path, entry: dict[str, Any]) -> None:
+    """Keep a search's entry in the cache, where it can: a read-only or full cache costs the next search time, not
+    this one its result."""
+    try:
+        atomic_write_text(path, json.dumps(entry))
+    except OSError:
+        pass
 
 
 TRIALS_VERSION = 1  # part of every kept trial's key: raise it when a change to training makes kept trials stale
@@ -179,10 +193,8 @@ def _choice_cache(train: LabelledImages, val: LabelledImages, *key: Any) -> Path
     """Where a baseline search on this split with these settings is kept (by content, like the teacher cache)."""
     from synthaug.data.folder import cache_dir
 
-    h = hashlib.sha256()
-    for part in (train.images, train.labels, val.images, val.labels):
-        h.update(part.numpy().tobytes())
-    h.update(repr((*key, FINALISTS, MARGIN_SE)).encode())
+    split = tensors_digest(train.images, train.labels, val.images, val.labels)
+    h = hashlib.sha256(repr((split, *key, FINALISTS, MARGIN_SE)).encode())
     return cache_dir() / f"baseline-{h.hexdigest()[:24]}.json"
 
 
@@ -194,18 +206,12 @@ def choose_baseline(train: LabelledImages, val: LabelledImages, recipe: Classifi
     classes (or `losses` names them), each imbalance loss on top of the best augmentation against none. A search
     is kept on disk by the split's content and settings, so the same folder is searched once."""
     path = _choice_cache(train, val, recipe, tuple(augments), losses, rungs)
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            return BaselineChoice(saved["name"], with_baseline(recipe, saved["name"]), saved["val_balanced_accuracy"],
-                                  tuple(saved["trials"]), len(train), len(val), tuple(saved["outcomes"]))
-        except (ValueError, KeyError):  # a damaged cache entry: search again
-            path.unlink(missing_ok=True)
+    kept = _kept(path, lambda e: BaselineChoice(e["name"], with_baseline(recipe, e["name"]), e["val_balanced_accuracy"],
+                                                tuple(e["trials"]), len(train), len(val), tuple(e["outcomes"])))
+    if kept is not None:
+        return kept
     choice = _search_baseline(train, val, recipe, augments, losses, torch.device(device), rungs, progress)
-    try:
-        atomic_write_text(path, json.dumps({**choice.summary(), "outcomes": list(choice.outcomes)}))
-    except OSError:
-        pass
+    _keep(path, {**choice.summary(), "outcomes": list(choice.outcomes)})
     return choice
 
 
