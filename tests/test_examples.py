@@ -50,7 +50,7 @@ def test_train_with_synthetic(tiny_run, digits_splits, tmp_path):
 @pytest.mark.slow
 def test_imbalanced_topup(digits_splits, tmp_path):
     p = _run([str(EXAMPLES / "imbalanced_topup.py"), "--data", str(digits_splits), "--rare", "digit3,digit8",
-              "--keep", "0.05", "--minutes", "0.05", "--arch", "mlp", "--steps", "30", "--work", str(tmp_path / "w")],
+              "--keep", "0.05", "--minutes", "0.05", "--arch", "mlp", "--steps", "15", "--work", str(tmp_path / "w")],
              tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "'digit3': 7" in p.stdout and "| real + synthetic top-up" in p.stdout

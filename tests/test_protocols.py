@@ -73,7 +73,7 @@ def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
 @pytest.mark.slow
 def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_the_ceiling(digits_splits, tmp_path):
     options = ImbalanceOptions(real=str(digits_splits / "train"), rare=("digit3", "digit8"), keep=0.05,
-                               fit=dataclasses.replace(TINY_FIT, class_balance=True), recipe=TINY,
+                               fit=dataclasses.replace(TINY_FIT, class_balance=True), recipe=dataclasses.replace(TINY, steps=30),
                                work=str(tmp_path / "work"), baseline="logit-adjusted")
     report = protocols.imbalance(options, progress=False)
     assert report["class_counts"][3] == 7 and report["class_counts"][8] == 7 and report["class_counts"][0] == 140
@@ -178,7 +178,7 @@ def test_every_condition_sees_real_images_at_the_generators_shape(tmp_path):
     env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}
     for name, extra in (("compare", ["--ratios", "1", "--no-logreg"]), ("top-up", ["--top-up"])):
         p = subprocess.run([sys.executable, "-m", "synthaug_cli", "benchmark", "--synthetic", str(run), "--steps", "3",
-                            "--out", str(tmp_path / name), "--quiet", *extra],
+                            "--baseline", "plain", "--out", str(tmp_path / name), "--quiet", *extra],
                            capture_output=True, text=True, env=env, timeout=600)
         assert p.returncode == 0, p.stderr[-2000:]
         report = json.loads((tmp_path / name / "report.json").read_text())

@@ -35,7 +35,7 @@ def test_fashion_mnist_smoke(tmp_path):
     assert r.exit_code == 0, r.output
     with h5py.File(out, "r") as f:
         assert f["images"].shape == (80, 1, 28, 28)
-    r = runner.invoke(cli, ["benchmark", "--synthetic", str(out), "--steps", "10", "--out",
+    r = runner.invoke(cli, ["benchmark", "--synthetic", str(out), "--steps", "10", "--baseline", "plain", "--out",
                             str(tmp_path / "b.json"), "--quiet"])
     assert r.exit_code == 0, r.output
     assert "| real | 600 |" in r.output
