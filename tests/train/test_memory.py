@@ -78,14 +78,12 @@ FIT_CHILD = PRELUDE + textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_training_out_of_memory_continues_with_half_batches(tmp_path):
+def test_training_out_of_memory_continues_with_half_batches(digits_dir, tmp_path):
     import json
 
     import synthaug.runs as ckpt
-    from conftest import write_digits
 
-    digits = write_digits(tmp_path / "digits", per_class=52)  # 520 images: one full batch of 512 per epoch
-    child = subprocess.run([sys.executable, "-c", FIT_CHILD, str(digits), str(tmp_path / "run")],
+    child = subprocess.run([sys.executable, "-c", FIT_CHILD, str(digits_dir), str(tmp_path / "run")],
                            capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr[-2000:]
     messages = json.loads(child.stdout.splitlines()[-1])
