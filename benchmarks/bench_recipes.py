@@ -10,7 +10,7 @@ fashion-1% and fashion-10% (stratified fractions), fashion-rare (Coat, Shirt and
 
 Stages: `baselines` trains every baseline of `synthaug.classify.BASELINES` (imbalance ones only where classes are
 uneven) on the whole training folder and tests it; `chosen` asks `choose_baseline` (a validation split of the
-training folder, never test/) which one wins, then tests the winner at the budget and at twice it; `fit` fits
+training folder, never test/; pooled over disjoint folds where that split is small) which one wins, then tests the winner at the budget and at twice it; `fit` fits
 a generator on the protocol's training folder alone (RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up`
 too); `synthetic` fits it where `fit` has not, runs `tune` on top of the chosen baseline, and tests the
 chosen baseline + synthetic data as tune advises and at 1:1. `--table` prints what is measured so far.
@@ -38,7 +38,7 @@ from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, Classifie
 from synthaug.conditions import Condition, train_condition
 from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.protocols import PROTOCOL_FIT, subset_folder
-from synthaug.selection import choose_baseline, rare_classes, validation_split
+from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
 
 RARE = ("Coat", "Shirt", "Pullover")
 
@@ -124,11 +124,12 @@ class Rows:
 def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int) -> str:
     """The protocol's baseline chosen on a validation split of its training set at `steps` (searched once; the
     search is in the JSON)."""
-    key = f"{name}|{steps}"
+    train, val = validation_split(real, 0.1)
+    folds = auto_folds(len(val))
+    key = f"{name}|{steps}" + (f"|{folds} folds" if folds > 1 else "")  # a single-split search keeps its old key
     if key not in rows.data["choices"]:
         t = time.perf_counter()
-        train, val = validation_split(real, 0.1)
-        choice = choose_baseline(train, val, ClassifierRecipe(steps=steps))
+        choice = choose_baseline(train, val, ClassifierRecipe(steps=steps), folds=folds)
         rows.data["choices"][key] = {**choice.summary(), "seconds": time.perf_counter() - t}
         rows.save()
     return rows.data["choices"][key]["name"]
@@ -190,7 +191,11 @@ def summary_table(data: dict[str, Any], protocol: str) -> str:
         p, row, steps, _ = key.split("|")
         if p == protocol:
             groups.setdefault((row, int(steps)), []).append(r)
-    chosen = {v["name"] for k, v in data.get("choices", {}).items() if k.startswith(protocol + "|")}
+    chosen: dict[str, list[str]] = {}  # row -> how it was chosen (a single split, or k folds)
+    for k, v in data.get("choices", {}).items():
+        if k.startswith(protocol + "|"):
+            folds = v.get("folds", 1)
+            chosen.setdefault(v["name"], []).append(f"{folds} folds" if folds > 1 else "one split")
     lines = ["| recipe | steps | seeds | test accuracy | balanced accuracy | rare-class recall |",
              "|---|---:|---:|---:|---:|---:|"]
 
@@ -200,7 +205,7 @@ def summary_table(data: dict[str, Any], protocol: str) -> str:
 
     for (row, steps), rs in sorted(groups.items(), key=lambda kv: -np.mean([r["accuracy"] for r in kv[1]])):
         rare = [r["rare_recall"] for r in rs if r["rare_recall"] is not None]
-        label = f"**{row}** (chosen on validation)" if row in chosen else row
+        label = f"**{row}** (chosen on validation: {', '.join(chosen[row])})" if row in chosen else row
         lines.append(f"| {label} | {steps} | {len(rs)} | {cell([r['accuracy'] for r in rs])} | "
                      f"{cell([r['balanced_accuracy'] for r in rs])} | {cell(rare) if rare else '-'} |")
     return "\n".join(lines)

@@ -162,7 +162,8 @@ def resolve_baseline(baseline: str | None, real: LabelledImages, recipe: Classif
         return None, {"how": f"not searched: {exc}"}
     choice = choose_baseline(train, val, recipe, device=device, progress=progress)
     if progress:
-        print(f"best baseline on validation ({len(val)} images of the training folder): {choice.name} "
+        folds = f", {choice.folds} folds" if choice.folds > 1 else ""
+        print(f"best baseline on validation ({len(val)} images of the training folder{folds}): {choice.name} "
               f"({100 * choice.val:.2f}% balanced accuracy)")
     return choice.name, {"how": "chosen on validation", **choice.summary()}
 

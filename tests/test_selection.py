@@ -14,7 +14,8 @@ from synthaug.data.folder import cache_dir, load_image_folder
 from synthaug.errors import DataError, SynthaugError
 from synthaug import selection
 from synthaug.conditions import Condition
-from synthaug.selection import (choose_baseline, clearly_better, format_choice, paired_gain, rare_classes,
+from synthaug.selection import (auto_folds, choose_baseline, clearly_better, format_choice, paired_gain, rare_classes,
+                                search_folds,
                                 successive_halving, trial_outcomes, validation_split)
 
 TINY = ClassifierRecipe(steps=16, batch_size=32)
@@ -89,7 +90,7 @@ def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(di
     uneven = data.subset(np.sort(keep))
     assert rare_classes(np.bincount(uneven.labels.numpy()).tolist()) == [0]
     train, val = validation_split(uneven, 0.2)
-    choice = choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix"))
+    choice = choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix"), folds=1)
     stages = [(t["stage"], t["name"], t["steps"]) for t in choice.trials]
     assert stages[:3] == [("augmentation", n, 8) for n in ("plain", "trivial", "cutmix")]  # from half the budget
     assert [s[2] for s in stages if s[0] == "augmentation"] == [8, 8, 8, 16, 16]  # 3 -> the 2 finalists
@@ -104,11 +105,39 @@ def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(di
     from synthaug.selection import _choice_cache, _search_baseline
 
     shutil.rmtree(cache_dir() / "trials")  # train every trial again
-    again = _search_baseline(train, val, TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 2, False)
+    again = _search_baseline([(train, val)], TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 2, False)
     assert again == choice  # seeded: the same choice and scores
     cached = _choice_cache(train, val, TINY, ("plain", "trivial", "cutmix"), None, 2)
     assert cached.parent == cache_dir() and cached.is_file()  # kept by content: the next search is free
-    assert choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix")) == choice
+    assert choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix"), folds=1) == choice
+
+
+def test_a_small_validation_split_is_searched_on_disjoint_folds_of_the_folder(digits_dir):
+    data = load_image_folder(digits_dir, progress=False)
+    small = data.subset(np.concatenate([np.flatnonzero(data.labels.numpy() == c)[:40] for c in range(10)]))
+    train, val = validation_split(small, 0.1)
+    assert len(val) == 40 and auto_folds(len(val)) == 3  # 40 images alone: one image is 2.5 points
+    folds = search_folds(train, val, 3)
+    assert folds[0] == (train, val) and len(folds) == 3
+    def ids(part):  # each image's position in `small`, written into its first two pixels below
+        return set((part.images[:, 0, 0, 0].long() + 256 * part.images[:, 0, 0, 1].long()).tolist())
+
+    tagged = small.images.clone()
+    tagged[:, 0, 0, 0], tagged[:, 0, 0, 1] = torch.arange(len(small)) % 256, torch.arange(len(small)) // 256
+    small = dataclasses.replace(small, images=tagged)
+    train, val = validation_split(small, 0.1)
+    folds = search_folds(train, val, 3)
+    held = [ids(v) for _, v in folds]
+    assert all(not (a & b) for i, a in enumerate(held) for b in held[i + 1:])  # disjoint validation folds
+    for (t, v), h in zip(folds, held):
+        assert len(v) == len(val) and sorted(set(v.labels.tolist())) == list(range(10))  # stratified
+        assert ids(t) == set(range(len(small))) - h  # the rest of the folder trains, val included
+    choice = choose_baseline(train, val, TINY, augments=("plain", "cutmix"), rungs=1)
+    assert choice.folds == 3 and len(choice.outcomes) == len(val)  # later choices compare on (train, val)
+    one = choose_baseline(train, val, TINY, augments=("plain", "cutmix"), rungs=1, folds=1)
+    assert one.folds == 1 and one.trials != choice.trials  # pooled over 120 images, not 40
+    assert "(3 folds)" in format_choice(choice.summary()) and choice.summary()["folds"] == 3
+    assert choose_baseline(train, val, TINY, augments=("plain", "cutmix"), rungs=1) == choice  # kept on disk
 
 
 def test_a_kept_trial_is_not_trained_again_and_a_changed_one_is(digits_dir, monkeypatch):

@@ -76,6 +76,11 @@ class LabelledImages:
         return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
 
 
+def concat(a: LabelledImages, b: LabelledImages) -> LabelledImages:
+    """`a`'s images followed by `b`'s (the same classes)."""
+    return dataclasses.replace(a, images=torch.cat([a.images, b.images]), labels=torch.cat([a.labels, b.labels]))
+
+
 def stratified_split(data: LabelledImages, fraction: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
     """(rest, held) with `fraction` of each class held out (scikit-learn's stratified split), deterministic."""
     from sklearn.model_selection import train_test_split
