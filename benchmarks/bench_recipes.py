@@ -10,10 +10,11 @@ fashion-1% and fashion-10% (stratified fractions), fashion-rare (Coat, Shirt and
 
 Stages: `baselines` trains every baseline of `synthaug.classify.BASELINES` (imbalance ones only where classes are
 uneven) on the whole training folder and tests it; `chosen` asks `choose_baseline` (a validation split of the
-training folder, never test/; pooled over disjoint folds where that split is small) which one wins, then tests the winner at the budget and at twice it; `fit` fits
-a generator on the protocol's training folder alone (RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up`
-too); `synthetic` fits it where `fit` has not, runs `tune` on top of the chosen baseline, and tests the
-chosen baseline + synthetic data as tune advises and at 1:1. `--table` prints what is measured so far.
+training folder, never test/; pooled over disjoint folds where that split is small) which one wins, then tests
+the winner at the budget and at twice it; `fit` fits a generator on the protocol's training folder alone
+(RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up` too); `synthetic` fits it where `fit` has not, runs
+`tune` on top of the chosen baseline, and tests the chosen baseline + synthetic data as tune advises and at 1:1.
+`--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
 long measurement resumes where it stopped, on this machine or another.

@@ -162,8 +162,9 @@ def sampling_options(f):
         click.option("--snapshots", default=None, metavar="E1,E2,..",
                      help="Pool these generator snapshots of the run (names under RUN/generators/)."),
         click.option("--teacher-steps", type=int, default=None, metavar="N",
-                     help="Training steps of the teacher (soft labels, filter) [default: sampling.json, else 40 "
-                          "epochs of the real folder, 500 to 3,000 steps]."),
+                     help="Training steps of the teacher (soft labels, filter; for --imbalance and --top-up the "
+                          "top-up search's) [default: sampling.json, else 40 epochs of the real folder, 500 to "
+                          "3,000 steps]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -218,14 +219,15 @@ def export(run: Path | None, pretrained: str | None, classes: str | None, quiet:
         click.echo(f"acceptance at min-confidence {sampling.min_confidence}: {rates}")
 
 
-# Which protocol option each `benchmark` flag sets (None: it selects the protocol or sets nothing); a flag the
-# chosen protocol does not take is an error, never silently dropped.
+# Which protocol option each `benchmark` flag sets (None: it selects the protocol or sets nothing; a pair: either,
+# whichever the protocol takes); a flag the chosen protocol does not take is an error, never silently dropped.
 BENCHMARK_FLAGS = {
     "synthetic": "synthetic", "real": "real", "test": "test", "classifier": "recipe", "steps": "recipe",
     "classifier_augment": "recipe", "erasing": "recipe", "classifier_mix": "recipe", "classifier_loss": "recipe",
     "seed": "recipe", "seeds": "seeds", "device": "device", "out": "out", "ratios": "ratios", "mix_recipes": "mixes",
     "labels": "labels", "logreg": "logreg", "truncation": "sampling", "latent_scale": "sampling",
-    "min_confidence": "sampling", "soft_labels": "sampling", "snapshots": "sampling", "teacher_steps": "sampling",
+    "min_confidence": "sampling", "soft_labels": "sampling", "snapshots": "sampling",
+    "teacher_steps": ("sampling", "teacher_steps"),
     "real_fraction": "fractions", "keep": "keep", "imbalance": "rare", "fit_minutes": "fit", "fit_steps": "fit",
     "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "fit_lecam": "fit", "class_balance": "fit", "work": "work",
     "baseline": "baseline", "held_out": "held_out", "headroom": None, "top_up": None, "quiet": None,
@@ -341,7 +343,8 @@ def benchmark(ctx: click.Context, **flags) -> None:
     name = _benchmark_protocol(f["real_fraction"], f["headroom"], f["imbalance"], f["top_up"])
     takes = set(protocol_fields(name))
     for param, field_name in BENCHMARK_FLAGS.items():
-        if field_name is not None and field_name not in takes and \
+        fields = (field_name,) if isinstance(field_name, str) else field_name or ()
+        if fields and not takes.intersection(fields) and \
                 ctx.get_parameter_source(param) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             flag = next(p.opts[0] for p in ctx.command.params if p.name == param)
             raise click.UsageError(f"{flag} is not used by the {name} protocol")
@@ -355,6 +358,7 @@ def benchmark(ctx: click.Context, **flags) -> None:
               "mixes": tuple(f["mix_recipes"].split(",")), "logreg": f["logreg"], "keep": f["keep"],
               "work": _str(f["work"]), "rare": tuple(f["imbalance"].split(",")) if f["imbalance"] else None,
               "baseline": _baseline(f["baseline"]), "held_out": _str(f["held_out"]),
+              "teacher_steps": f["teacher_steps"],
               "fractions": _numbers("--real-fraction", f["real_fraction"]) if f["real_fraction"] else None}
     if "fit" in takes:
         base = next(x for x in dataclasses.fields(options) if x.name == "fit").default

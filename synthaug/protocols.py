@@ -124,13 +124,25 @@ class HeadroomOptions(CommonOptions):
 
 
 @dataclass(frozen=True)
-class ImbalanceOptions(CommonOptions):
+class RareClassOptions(CommonOptions):
+    """What the rare-class protocols add: a work folder, and the teacher of the top-up search."""
+
+    work: str | None = None
+    teacher_steps: int | None = None  # the top-up search's teacher (None: its budget follows the folder)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.teacher_steps is not None and self.teacher_steps < 1:
+            raise DataError(f"teacher steps must be at least 1 (got {self.teacher_steps})")
+
+
+@dataclass(frozen=True)
+class ImbalanceOptions(RareClassOptions):
     """Named classes cut to `keep` of their images; a generator fitted on the cut folder tops them up."""
 
     rare: tuple[str, ...] = ()
     keep: float = 0.01
     fit: FitSettings = dataclasses.replace(PROTOCOL_FIT, class_balance=True)
-    work: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -141,12 +153,11 @@ class ImbalanceOptions(CommonOptions):
 
 
 @dataclass(frozen=True)
-class TopUpOptions(CommonOptions):
+class TopUpOptions(RareClassOptions):
     """A folder's own rare classes topped up to its largest class from a run."""
 
     synthetic: str | None = None  # the run, generator file or pretrained name to draw the top-up from
     rare: tuple[str, ...] | None = None  # default: the classes under half the largest
-    work: str | None = None
     held_out: str | None = None  # real images of the same classes never in `real`: the ceiling row
 
     def __post_init__(self) -> None:
@@ -297,7 +308,7 @@ def imbalance(o: ImbalanceOptions, progress: bool = True) -> dict[str, Any]:
     held = np.setdiff1d(np.arange(len(index.labels)), keep)  # the cut images: the ceiling's top-up
     report = rare_class_comparison(folder, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
                                    o.recipe, o.seeds, o.device, progress, baseline=o.baseline,
-                                   held_out=(real_dir, held), work=work)
+                                   held_out=(real_dir, held), work=work, teacher_steps=o.teacher_steps)
     return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": o.keep,
             "fit_settings": o.fit.set()}
 
@@ -335,16 +346,18 @@ def rare_conditions(top_up: TensorSource, baseline: str | None, ceiling: TensorS
 
 
 def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[int], recipe: ClassifierRecipe,
-                 device: torch.device, progress: bool, keep: Path | None = None) -> tuple[TensorSource, dict[str, Any]]:
+                 device: torch.device, progress: bool, keep: Path | None = None,
+                 teacher_steps: int | None = None) -> tuple[TensorSource, dict[str, Any]]:
     """The top-up shaped on a validation split of `real` (`synthaug.topup.choose_top_up`, its teacher trained with
-    the recipe's imbalance loss on the split's train part), then applied to all of `real`, labelled and filtered by
-    the same teacher. `keep` (a JSON file) holds the choice, so a rerun of the same work does not search again."""
+    the recipe's imbalance loss on the split's train part for `teacher_steps`, None: the folder's budget), then
+    applied to all of `real`, labelled and filtered by the same teacher. `keep` (a JSON file) holds the choice, so a
+    rerun of the same work does not search again."""
     train, val = validation_split(real, 0.1)
     loss = None if recipe.loss == "ce" else recipe.loss
-    teacher = teacher_on(train, None, device, progress, desc="top-up teacher (train split)", baseline=loss)
+    teacher = teacher_on(train, teacher_steps, device, progress, desc="top-up teacher (train split)", baseline=loss)
     # search 2: its soft-label trial trains on the soft labels (search 1 trained the hard ones again under that name)
     wanted = {"recipe": dataclasses.asdict(recipe), "rare": list(rare_ids), "top_up_images": len(top_up.labels),
-              "search": 2}
+              "search": 2, **({} if teacher_steps is None else {"teacher_steps": teacher_steps})}
     saved = json.loads(keep.read_text(encoding="utf-8")) if keep is not None and keep.is_file() else {}
     if saved.get("for") == wanted:
         choice = {**saved["choice"], "shape": TopUpShape.from_dict(saved["choice"]["shape"])}
@@ -367,13 +380,14 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
 def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: ExportSource,
                           rare_ids: Sequence[int], recipe: ClassifierRecipe, seeds: int = 1, device: str = "auto",
                           progress: bool = True, rows: Sequence[str] = RARE_ROWS, baseline: str | None = "auto",
-                          held_out: tuple[str | Path, np.ndarray] | None = None, work: Path | None = None
-                          ) -> dict[str, Any]:
+                          held_out: tuple[str | Path, np.ndarray] | None = None, work: Path | None = None,
+                          teacher_steps: int | None = None) -> dict[str, Any]:
     """Per-class recall of a classifier trained on `folder` under each kind of `rows` (see `rare_conditions`), the
     real images decoded at the top-up's shape; `rare_recall` is the mean over `rare_ids`. `baseline` as in
     `benchmark` (chosen on a validation split of `folder`); `held_out` (a folder and the scan positions of real
     images never in `folder`) gives the ceiling row, at the same per-class counts as the synthetic top-up. `work`
-    keeps the top-up choice and a journal of finished runs, so a stopped comparison resumes there."""
+    keeps the top-up choice and a journal of finished runs, so a stopped comparison resumes there; `teacher_steps`
+    trains the top-up search's teacher (None: the folder's budget)."""
     real, test, test_dir = load_real_and_test(folder, test_dir, synthetic.image_shape, progress)
     top_up = export_source(synthetic.path, real.class_names, alone="synthetic top-up only",
                            mixed="real + synthetic top-up")
@@ -393,7 +407,8 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
     tuned, top_up_choice = None, None
     if "tuned top-up" in rows:
         tuned, top_up_choice = tuned_top_up(real, top_up, rare_ids, with_baseline(recipe, best) if best else recipe,
-                                            dev, progress, None if work is None else work / "top-up-choice.json")
+                                            dev, progress, None if work is None else work / "top-up-choice.json",
+                                            teacher_steps)
     known = rare_conditions(top_up, best, ceiling, tuned)
     results = run_conditions([known[k] for k in rows if k in known], real, test, recipe, seeds, dev, progress,
                              None if work is None else work / "runs.json")
@@ -432,7 +447,7 @@ def top_up(o: TopUpOptions, progress: bool = True,
     held = None if o.held_out is None else (o.held_out, images_not_in(o.held_out, real_dir))
     return rare_class_comparison(real_dir, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
                                  o.recipe, o.seeds, o.device, progress, rows, o.baseline, held_out=held,
-                                 work=work_folder(o))
+                                 work=work_folder(o), teacher_steps=o.teacher_steps)
 
 
 def images_not_in(pool_dir: str | Path, real_dir: str | Path) -> np.ndarray:

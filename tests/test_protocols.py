@@ -74,7 +74,7 @@ def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
 def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_the_ceiling(digits_splits, tmp_path):
     options = ImbalanceOptions(real=str(digits_splits / "train"), rare=("digit3", "digit8"), keep=0.05,
                                fit=dataclasses.replace(TINY_FIT, class_balance=True), recipe=dataclasses.replace(TINY, steps=30),
-                               work=str(tmp_path / "work"), baseline="logit-adjusted")
+                               work=str(tmp_path / "work"), baseline="logit-adjusted", teacher_steps=40)
     report = protocols.imbalance(options, progress=False)
     assert report["class_counts"][3] == 7 and report["class_counts"][8] == 7 and report["class_counts"][0] == 140
     rows = dict(report["rows"])
@@ -144,7 +144,7 @@ def test_top_up_tops_a_folders_own_rare_classes_up(tmp_path):
     train = protocols.subset_folder(full, tmp_path / "uneven" / "train", keep)  # digit3 at 10, digit8 at 20
     write_digits(tmp_path / "uneven" / "test", offset=140)
     run = synthaug.fit(train, tmp_path / "run", TINY_FIT, progress=False)
-    options = TopUpOptions(synthetic=str(run), recipe=TINY, work=str(tmp_path / "work"))
+    options = TopUpOptions(synthetic=str(run), recipe=TINY, work=str(tmp_path / "work"), teacher_steps=40)
     report = protocols.top_up(options, progress=False)
     assert report["rare"] == ["digit3", "digit8"] and report["class_counts"][3] == 10
     assert "ceiling" not in report["rows"]  # a folder's own imbalance has no held-out images of its rare classes
@@ -176,14 +176,18 @@ def test_every_condition_sees_real_images_at_the_generators_shape(tmp_path):
     run = synthaug.fit(train, tmp_path / "run", FitSettings(arch="mlp", resolution=16, max_steps=4, batch_size=16),
                        progress=False)
     env = {**os.environ, "SYNTHAUG_CACHE_DIR": str(tmp_path / "cache")}
-    for name, extra in (("compare", ["--ratios", "1", "--no-logreg"]), ("top-up", ["--top-up"])):
+    for name, extra in (("compare", ["--ratios", "1", "--no-logreg"]),
+                        ("top-up", ["--top-up", "--work", str(tmp_path / "work")])):
         p = subprocess.run([sys.executable, "-m", "synthaug_cli", "benchmark", "--synthetic", str(run), "--steps", "3",
-                            "--baseline", "plain", "--out", str(tmp_path / name), "--quiet", *extra],
+                            "--baseline", "plain", "--teacher-steps", "6", "--out", str(tmp_path / name), "--quiet",
+                            *extra],
                            capture_output=True, text=True, env=env, timeout=600)
         assert p.returncode == 0, p.stderr[-2000:]
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["image_shape"] == [3, 16, 16], name
     assert report["rare"] == ["digit2"] and report["results"][report["rows"]["top-up"]]["train_images"] == 120
+    kept = json.loads((tmp_path / "work" / "top-up-choice.json").read_text())
+    assert kept["for"]["teacher_steps"] == 6  # the top-up search's teacher took --teacher-steps, not 500 steps
 
 
 @pytest.mark.parametrize("args, flag, protocol", [
