@@ -95,7 +95,7 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, clock: Clock, quick: bool) -> float:
     """Dense matmul TFLOP/s at `dtype`, best of three rounds: the roofline the generator is set beside."""
-    n = 1024 if device.type == "cpu" or quick else 8192
+    n = 256 if quick else (1024 if device.type == "cpu" else 8192)  # a CPU without bf16 units: 46 s at 1024
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     best = 0.0
@@ -144,7 +144,8 @@ def forward_rate(gen: torch.nn.Module, batch: int, precision: str, clock: Clock,
 def sweep(gen: torch.nn.Module, precision: str, clock: Clock, quick: bool) -> list[dict[str, Any]]:
     """Forward rates by doubling batch size until memory runs out, the rate stops rising, or the cap."""
     device = clock.device
-    batch, cap = (8, 16) if quick else ((64, 16384) if device.type == "cuda" else (16, 256))
+    # quick: two small batches (bf16 at 64 px takes seconds a pass on a CPU without bf16 units)
+    batch, cap = (4, 8) if quick else ((64, 16384) if device.type == "cuda" else (16, 256))
     rows, best, flat = [], 0.0, 0
     while batch <= cap and clock.left() > 0:
         try:
@@ -423,20 +424,26 @@ def main() -> None:
                                "bf16": matmul_tflops(device, torch.bfloat16, clock, args.quick)}
     if device.type == "cuda":
         result["matmul_tflops"]["fp16"] = matmul_tflops(device, torch.float16, clock, args.quick)
-    result["forward"] = forward_section(clock, args.quick)
+    sections = result["section_seconds"] = {}
+
+    def timed(name: str, fn, *a) -> None:
+        t = time.perf_counter()
+        result[name] = fn(*a)
+        sections[name] = time.perf_counter() - t
+
+    timed("forward", forward_section, clock, args.quick)
     with tempfile.TemporaryDirectory(prefix="synthaug-device-") as tmp:
         work = Path(tmp)
-        result["export"] = export_section(clock, result["forward"], work, args.quick)
-        result["fit"] = fit_section(clock, work, args.quick)
-    result["classifier"] = classifier_section(clock, args.quick)
-    result["oom"] = oom_section(clock, args.quick)
-    result["determinism"] = determinism_section(clock, args.quick)
+        timed("export", export_section, clock, result["forward"], work, args.quick)
+        timed("fit", fit_section, clock, work, args.quick)
+    for name, fn in (("classifier", classifier_section), ("oom", oom_section), ("determinism", determinism_section)):
+        timed(name, fn, clock, args.quick)
     result["skipped"] = clock.skipped
     result["seconds"] = time.perf_counter() - clock.start
     print(f"{result['machine']['name']} ({device}); dense matmul TFLOP/s: " +
           ", ".join(f"{k} {v:.2f}" for k, v in result["matmul_tflops"].items()))
     print(table(result))
-    print(f"{result['seconds']:.0f} s in all")
+    print(f"{result['seconds']:.0f} s in all (" + ", ".join(f"{k} {v:.0f} s" for k, v in sections.items()) + ")")
     Path(args.json).write_text(json.dumps(result, indent=1))
 
 

@@ -76,13 +76,15 @@ def test_bench_recipes_resumes_row_by_row(digits_splits, tmp_path):
         ["plain", "none", "erasing", "trivial", "trivial+erasing", "randaugment+erasing", "mixup", "cutmix"])
     assert all(r["rare_recall"] is None and r["seconds"] > 0 for r in rows["rows"].values())  # even classes
     _, rows = _bench("bench_recipes", [*args, "--stage", "chosen"], tmp_path)
-    chosen = rows["choices"]["fashion-50%|4"]["name"]
+    (key, choice), = rows["choices"].items()
+    assert key == "fashion-50%|4|3 folds" and choice["folds"] == 3  # 70 validation images: pooled over 3 folds
+    chosen = choice["name"]
     assert {f"fashion-50%|{chosen}|4|0", f"fashion-50%|{chosen}|8|0"} <= set(rows["rows"])
     before = (tmp_path / "bench_recipes.json").read_text()
     stdout, _ = _bench("bench_recipes", [*args, "--stage", "chosen"], tmp_path)
     assert (tmp_path / "bench_recipes.json").read_text() == before  # every row was there: nothing trained again
     stdout, _ = _bench("bench_recipes", [*args, "--table"], tmp_path)
-    assert "(chosen on validation)" in stdout
+    assert "(chosen on validation: " in stdout
 
 
 @pytest.mark.slow
