@@ -144,7 +144,8 @@ def test_top_up_tops_a_folders_own_rare_classes_up(tmp_path):
     train = protocols.subset_folder(full, tmp_path / "uneven" / "train", keep)  # digit3 at 10, digit8 at 20
     write_digits(tmp_path / "uneven" / "test", offset=140)
     run = synthaug.fit(train, tmp_path / "run", TINY_FIT, progress=False)
-    options = TopUpOptions(synthetic=str(run), recipe=TINY, work=str(tmp_path / "work"), teacher_steps=40)
+    options = TopUpOptions(synthetic=str(run), recipe=TINY, work=str(tmp_path / "work"), teacher_steps=40,
+                           baseline="weighted")  # the search has tests of its own
     report = protocols.top_up(options, progress=False)
     assert report["rare"] == ["digit3", "digit8"] and report["class_counts"][3] == 10
     assert "ceiling" not in report["rows"]  # a folder's own imbalance has no held-out images of its rare classes
