@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -158,10 +159,9 @@ def search_folds(train: LabelledImages, val: LabelledImages, folds: int) -> list
     splits = min(len(train) // max(len(val), 1), int(np.bincount(labels).min()))  # folds of about val's size
     if splits < 2:
         return [(train, val)]
-    out = [(train, val)]
-    for rest, held in list(StratifiedKFold(splits, shuffle=True, random_state=0).split(labels, labels))[:folds - 1]:
-        out.append((concat(train.subset(np.sort(rest)), val), train.subset(np.sort(held))))
-    return out
+    parts = itertools.islice(StratifiedKFold(splits, shuffle=True, random_state=0).split(labels, labels), folds - 1)
+    return [(train, val)] + [(concat(train.subset(np.sort(rest)), val), train.subset(np.sort(held)))
+                             for rest, held in parts]
 
 
 def auto_folds(val_images: int) -> int:
@@ -238,6 +238,7 @@ def choose_baseline(train: LabelledImages, val: LabelledImages, recipe: Classifi
     pool `folds` disjoint validation folds of the folder (`search_folds`; None: `auto_folds` of val's size). A
     search is kept on disk by the split's content and settings, so the same folder is searched once."""
     folds = auto_folds(len(val)) if folds is None else folds
+    # a single-split search keeps the key it had before folds existed, so kept searches stay valid
     path = _choice_cache(train, val, recipe, tuple(augments), losses, rungs, *(() if folds == 1 else (folds,)))
     kept = _kept(path, lambda e: BaselineChoice(e["name"], with_baseline(recipe, e["name"]), e["val_balanced_accuracy"],
                                                 tuple(e["trials"]), len(train), len(val), tuple(e["outcomes"]),
