@@ -19,6 +19,7 @@ from synthaug.classify import (ClassifierRecipe, Phase, TensorPool, classificati
                                train_on_phases, with_baseline)
 from synthaug.data.dataset import SyntheticDataset, load_synthetic, synthetic_subset
 from synthaug.data.folder import LabelledImages
+from synthaug.device import run_parallel, trial_workers
 from synthaug.errors import DataError
 from synthaug.fresh import FreshPool
 from synthaug.fsutil import atomic_write_text
@@ -228,18 +229,30 @@ def run_conditions(conditions: Sequence[Condition], real: LabelledImages, test: 
         raise DataError(f"two conditions share a name: {names}")
     done = read_journal(journal)
     sets = tensors_digest(real.images, real.labels, test.images, test.labels) if journal is not None else ""
+    plan = [(c, dataclasses.replace(recipe, seed=recipe.seed + s)) for s in range(seeds) for c in conditions]
+    keys = [(journal_key(c, r, sets), training_of(c, r)) for c, r in plan]
+    # two names for one training (e.g. 'real' and 'real + plain') train once
+    known = {what: done[key] for key, what in keys if key in done}
+    todo: dict[tuple, tuple[Condition, ClassifierRecipe]] = {}
+    for (c, r), (_, what) in zip(plan, keys):
+        if what not in known:
+            todo.setdefault(what, (c, r))
+    whats = list(todo)
+
+    def landed(i: int, result: dict[str, Any]) -> None:
+        known[whats[i]] = result
+        done.update({key: result for key, what in keys if what == whats[i]})
+        if journal is not None:
+            atomic_write_text(journal, json.dumps(done))
+
+    quiet = trial_workers(device, len(todo)) > 1  # runs side by side: no interleaved progress bars
+    run_parallel([functools.partial(tested_run, c, real, test, r, device, progress and not quiet)
+                  for c, r in todo.values()], device, landed)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    same: dict[tuple, dict[str, Any]] = {}  # two names for one training (e.g. 'real' and 'real + plain') train once
-    for s in range(seeds):
-        seeded = dataclasses.replace(recipe, seed=recipe.seed + s)
-        for c in conditions:
-            key, what = journal_key(c, seeded, sets), training_of(c, seeded)
-            if key not in done:
-                done[key] = same[what] if what in same else tested_run(c, real, test, seeded, device, progress)
-                if journal is not None:
-                    atomic_write_text(journal, json.dumps(done))
-            same[what] = done[key]
-            runs[c.name].append(done[key])
+    for (c, _), (key, what) in zip(plan, keys):
+        runs[c.name].append(done.setdefault(key, known[what]))
+    if journal is not None and todo:
+        atomic_write_text(journal, json.dumps(done))
     return {name: summarise(r) for name, r in runs.items()}
 
 

@@ -3,6 +3,7 @@ candidates, and the best classifier baseline (augmentation policy, then imbalanc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -18,6 +19,7 @@ from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, Classifie
                                with_baseline)
 from synthaug.conditions import Condition, tensors_digest, train_condition, training_of
 from synthaug.data.folder import LabelledImages, concat, stratified_split
+from synthaug.device import run_parallel
 from synthaug.errors import DataError
 from synthaug.fsutil import atomic_write_text
 
@@ -59,13 +61,28 @@ def trial_outcomes(condition: Condition, train: LabelledImages, val: LabelledIma
     drew from. Kept on disk by content (the split and what the condition trains), so a search that stops, or runs
     again with one trial changed, trains only the trials it lacks."""
     path = _trial_path(condition, train, val, recipe)
-    kept = _kept(path, lambda e: (np.asarray(e["outcomes"], dtype=np.float64), int(e["images"])))
+    kept = _kept(path, _read_trial)
     if kept is not None:
         return kept
     model, images = train_condition(condition, train, recipe, torch.device(device))
     outcomes = validation_outcomes(model, val)
     _keep(path, {"outcomes": outcomes.astype(int).tolist(), "images": int(images)})
     return outcomes, int(images)
+
+
+def _read_trial(entry: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """A kept trial's outcomes and image count."""
+    return np.asarray(entry["outcomes"], dtype=np.float64), int(entry["images"])
+
+
+def trial_outcomes_many(jobs: Sequence[tuple[Condition, LabelledImages, LabelledImages, ClassifierRecipe]],
+                        device: torch.device | str = "cpu") -> list[tuple[np.ndarray, int]]:
+    """`trial_outcomes` of each (condition, train, val, recipe), the trials not kept on disk trained side by side
+    on the CPU's cores (`run_parallel`)."""
+    kept = [_kept(_trial_path(*job), _read_trial) for job in jobs]
+    missing = [job for job, k in zip(jobs, kept) if k is None]
+    trained = iter(run_parallel([functools.partial(trial_outcomes, *job, device) for job in missing], device))
+    return [k if k is not None else next(trained) for k in kept]
 
 
 def _kept(path: Path, read: Callable[[dict[str, Any]], T]) -> T | None:
@@ -171,14 +188,18 @@ def auto_folds(val_images: int) -> int:
 
 def successive_halving(names: Sequence[str], score: Callable[[str, int], float], budget: int, rungs: int = RUNGS,
                        stage: str = "", rows: list[dict[str, Any]] | None = None, finalists: int | None = None,
-                       beats: Callable[[str, str, int], bool] | None = None) -> str:
+                       beats: Callable[[str, str, int], bool] | None = None,
+                       prefetch: Callable[[list[str], int], None] | None = None) -> str:
     """The best of `names` by `score(name, steps)`: every candidate at budget / 2^(rungs-1) steps, the better half
     at twice that, and so on up to `budget`, where at most `finalists` (None: half) compete (Jamieson & Talwalkar
     2016); rows of every trial go to `rows`. With `beats`, the first name is the default: it reaches the last rung,
-    and a challenger wins only where `beats(challenger, default, steps)`."""
+    and a challenger wins only where `beats(challenger, default, steps)`. `prefetch(names, steps)`, when given, is
+    told each rung's candidates before they are scored (to train them side by side)."""
     alive = list(names)
     for r in range(rungs):
         steps = max(1, budget >> (rungs - 1 - r))
+        if prefetch is not None:
+            prefetch(alive, steps)
         scores = {}
         for name in alive:
             scores[name] = score(name, steps)
@@ -265,12 +286,19 @@ def _search_baseline(folds: list[tuple[LabelledImages, LabelledImages]], recipe:
     cache: dict[tuple[str, int], np.ndarray] = {}
     truth = np.concatenate([v.labels.numpy() for _, v in folds])
 
-    def outcomes(name: str, steps: int) -> np.ndarray:
-        if (name, steps) not in cache:
-            r = dataclasses.replace(with_baseline(recipe, name), steps=steps)
-            cache[name, steps] = np.concatenate([trial_outcomes(Condition(), t, v, r, dev)[0] for t, v in folds])
+    def prefetch(names: Sequence[str], steps: int) -> None:
+        todo = [n for n in dict.fromkeys(names) if (n, steps) not in cache]
+        jobs = [(n, t, v) for n in todo for t, v in folds]
+        results = iter(trial_outcomes_many([(Condition(), t, v, dataclasses.replace(with_baseline(recipe, n),
+                                                                                    steps=steps)) for n, t, v in jobs],
+                                           dev))
+        for name in todo:
+            cache[name, steps] = np.concatenate([next(results)[0] for _ in folds])
             if progress:
                 print(f"  baseline {name} at {steps} steps: {100 * score(name, steps):.2f}% on validation", flush=True)
+
+    def outcomes(name: str, steps: int) -> np.ndarray:
+        prefetch([name], steps)
         return cache[name, steps]
 
     def score(name: str, steps: int) -> float:
@@ -279,9 +307,10 @@ def _search_baseline(folds: list[tuple[LabelledImages, LabelledImages]], recipe:
     def beats(challenger: str, default: str, steps: int) -> bool:
         return clearly_better(outcomes(challenger, steps), outcomes(default, steps), truth)
 
-    best = successive_halving(augments, score, recipe.steps, rungs, "augmentation", rows, FINALISTS, beats)
+    best = successive_halving(augments, score, recipe.steps, rungs, "augmentation", rows, FINALISTS, beats, prefetch)
     if losses:
         candidates = [f"{best} + {loss}" for loss in losses]
+        prefetch([best, *candidates], recipe.steps)
         top = max(candidates, key=lambda n: score(n, recipe.steps))
         rows += [{"stage": "imbalance", "name": n, "steps": recipe.steps, "val": score(n, recipe.steps)}
                  for n in candidates]

@@ -12,7 +12,7 @@ import torch
 from synthaug.classify import ClassifierRecipe, predict
 from synthaug.conditions import Condition, TensorSource
 from synthaug.data.folder import LabelledImages
-from synthaug.selection import balanced_of, clearly_better, recall_of, trial_outcomes
+from synthaug.selection import balanced_of, clearly_better, recall_of, trial_outcomes_many
 
 CAPS = (None, 0.8, 0.5)  # the largest synthetic share of a class a top-up may reach (None: fill to the largest)
 
@@ -85,18 +85,27 @@ def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSour
     trials: list[dict[str, Any]] = []
     truth = val.labels.numpy()
 
+    trained: dict[TopUpShape | None, tuple[np.ndarray, int]] = {}
+
+    def prefetch(shapes: Sequence[TopUpShape | None]) -> None:
+        todo = [s for s in dict.fromkeys(s if s is None or s.classes else None for s in shapes) if s not in trained]
+        jobs = [(Condition() if s is None else top_up_condition(top_up, counts, s, probs), train, val, recipe)
+                for s in todo]
+        trained.update(zip(todo, trial_outcomes_many(jobs, dev)))
+
     def score(shape: TopUpShape | None) -> tuple[float, list[float], np.ndarray]:
         if shape is not None and not shape.classes:
             shape = None
-        condition = Condition() if shape is None else top_up_condition(top_up, counts, shape, probs)
-        outcomes, images = trial_outcomes(condition, train, val, recipe, dev)
+        prefetch([shape])
+        outcomes, images = trained[shape]
         acc, recall = balanced_of(outcomes, truth), recall_of(outcomes, truth, len(val.class_names))
         trials.append({"shape": None if shape is None else dataclasses.asdict(shape), "images": int(images),
                        "val_balanced_accuracy": acc, "val_recall": recall})
         return acc, recall, outcomes
 
-    base_acc, base_recall, base_outcomes = score(None)
     best = TopUpShape(tuple(rare))
+    prefetch([None, best, *(dataclasses.replace(best, cap=c) for c in CAPS if c is not None)])  # independent trials
+    base_acc, base_recall, base_outcomes = score(None)
     best_acc, best_recall, best_outcomes = score(best)
     for change in ([{"cap": c} for c in CAPS if c is not None] + [{"soft": True}] + [{"min_confidence": 0.5}]):
         candidate = dataclasses.replace(best, **change)

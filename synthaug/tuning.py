@@ -12,6 +12,7 @@ under the chosen baseline and is scored by balanced accuracy on the validation s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from synthaug.classify import ClassifierRecipe, describe_recipe, imbalance_part,
 from synthaug.conditions import Condition, GeneratorPoolSource, TensorSource
 from synthaug.config import SamplingConfig
 from synthaug.data.folder import LabelledImages, load_image_folder
-from synthaug.device import resolve_device
+from synthaug.device import resolve_device, run_parallel
 from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 from synthaug.sampler import Sampler, teacher_on
@@ -58,24 +59,32 @@ class Search:
     def score(self, sampling: SamplingConfig, stage: str, ratio: float | None = None, mix: str = "concat") -> float:
         """Validation balanced accuracy of a classifier on fresh samples: alone (ratio None; a shorter budget, to
         rank settings) or mixed into the real images at `ratio` with `mix`."""
-        key = self.key(sampling, ratio, mix)
-        if key not in self.scores:
-            row = {"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio, "mix": mix}
-            steps = self.recipe.steps if ratio is not None else max(1, int(self.recipe.steps * SAMPLING_SHARE))
-            t = time.perf_counter()
-            try:
-                self.outcomes[key] = trial_outcomes(self.condition(sampling, ratio, mix), self.train, self.val,
-                                                    dataclasses.replace(self.recipe, steps=steps), self.device)[0]
-            except SynthaugError as exc:  # a filter no image passes: this choice is out, the search goes on
-                self.scores[key] = -1.0
-                self.rows.append({**row, "steps": steps, "val_accuracy": None, "failed": str(exc)})
-            else:
-                acc = balanced_of(self.outcomes[key], self.val.labels.numpy())
-                self.scores[key] = acc
-                self.rows.append({**row, "steps": steps, "val_accuracy": acc, "seconds": time.perf_counter() - t})
-                self.bar.set_postfix(stage=stage, acc=f"{100 * acc:.2f}")
+        self.prefetch(stage, [(sampling, ratio, mix)])
         self.bar.update(1)
-        return self.scores[key]
+        return self.scores[self.key(sampling, ratio, mix)]
+
+    def prefetch(self, stage: str, trials: list[tuple[SamplingConfig, float | None, str]]) -> None:
+        """Score the trials not scored yet, side by side on the CPU's cores (`run_parallel`)."""
+        todo = list({self.key(*t): t for t in trials if self.key(*t) not in self.scores}.values())
+        jobs = [(self.condition(*t), dataclasses.replace(self.recipe, steps=self.steps(t[1]))) for t in todo]
+        results = run_parallel([functools.partial(_timed_trial, c, self.train, self.val, r, self.device)
+                                for c, r in jobs], self.device)
+        for (sampling, ratio, mix), (outcomes, seconds, failed) in zip(todo, results):
+            key = self.key(sampling, ratio, mix)
+            row = {"stage": stage, "sampling": dataclasses.asdict(sampling), "ratio": ratio, "mix": mix,
+                   "steps": self.steps(ratio)}
+            if failed is not None:  # a filter no image passes: this choice is out, the search goes on
+                self.scores[key] = -1.0
+                self.rows.append({**row, "val_accuracy": None, "failed": failed})
+                continue
+            self.outcomes[key] = outcomes
+            self.scores[key] = balanced_of(outcomes, self.val.labels.numpy())
+            self.rows.append({**row, "val_accuracy": self.scores[key], "seconds": seconds})
+            self.bar.set_postfix(stage=stage, acc=f"{100 * self.scores[key]:.2f}")
+
+    def steps(self, ratio: float | None) -> int:
+        """A trial's budget: the recipe's when mixed into real images, SAMPLING_SHARE of it for samples alone."""
+        return self.recipe.steps if ratio is not None else max(1, int(self.recipe.steps * SAMPLING_SHARE))
 
     @staticmethod
     def key(sampling: SamplingConfig, ratio: float | None, mix: str = "concat") -> str:
@@ -91,7 +100,18 @@ class Search:
 
     def best(self, stage: str, candidates: list[SamplingConfig]) -> SamplingConfig:
         """The candidate with the highest validation score (the first on ties)."""
+        self.prefetch(stage, [(c, None, "concat") for c in candidates])
         return max(candidates, key=lambda c: self.score(c, stage))
+
+
+def _timed_trial(condition: Condition, train: LabelledImages, val: LabelledImages, recipe: ClassifierRecipe,
+                 device: torch.device) -> tuple[np.ndarray | None, float, str | None]:
+    """`trial_outcomes`, its seconds, and why it failed (None when it did not)."""
+    t = time.perf_counter()
+    try:
+        return trial_outcomes(condition, train, val, recipe, device)[0], time.perf_counter() - t, None
+    except SynthaugError as exc:
+        return None, time.perf_counter() - t, str(exc)
 
 
 def snapshot_candidates(source: Path, last: int = 2) -> list[tuple[str, ...] | None]:
@@ -111,10 +131,9 @@ def choose_teacher(train: LabelledImages, val: LabelledImages, steps: int | None
     has converged."""
     budget = teacher_budget(len(train))
     budgets = [steps] if steps else [budget // 2, budget]
-    trials = []
-    for b in budgets:
-        model = teacher_on(train, b, device, progress, desc=f"teacher ({b} steps)", baseline=baseline)
-        trials.append((balanced_accuracy(model, val), b, model))
+    models = run_parallel([functools.partial(teacher_on, train, b, device, progress and len(budgets) == 1,
+                                             desc=f"teacher ({b} steps)", baseline=baseline) for b in budgets], device)
+    trials = [(balanced_accuracy(model, val), b, model) for b, model in zip(budgets, models)]
     acc, chosen, model = max(trials, key=lambda t: (t[0], -t[1]))  # a tie goes to the cheaper teacher
     return model, {"steps": chosen, "baseline": baseline, "val_balanced_accuracy": acc,
                    "trials": {str(b): a for a, b, _ in trials}}
@@ -160,6 +179,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
         best = s.best("latent scale", [dataclasses.replace(best, latent_scale=v) for v in LATENT_SCALES])
         best = s.best("filter", [dataclasses.replace(best, min_confidence=v) for v in MIN_CONFIDENCES])
         best = s.best("labels", [dataclasses.replace(best, soft_labels=v) for v in (False, True)])
+        s.prefetch("use", [(best, r, m) for r, m in USES])
         uses = {(r, m): s.score(best, "use", r, m) for r, m in USES}
     top = max(uses, key=uses.get)
     top_up = rare_top_up(source, best, train, val, teacher, choice.recipe, dev, progress)

@@ -113,3 +113,14 @@ def test_bench_baselines(tmp_path):
     assert "| trivial |" in stdout and "| balanced sampling |" in stdout
     assert set(result["images_per_s"]) >= {"default (shift, ce)", "mixup", "logit-adjusted"}
     assert all(len(v) == 1 and v[0] > 0 for v in result["images_per_s"].values())
+
+
+@pytest.mark.slow
+def test_bench_tune_times_the_trials_one_at_a_time_and_side_by_side(tiny_run, tmp_path):
+    args = ["--run", str(tiny_run), "--baseline", "plain", "--steps", "8", "--teacher-steps", "4"]
+    stdout, result = _bench("bench_tune", args, tmp_path)
+    assert "| side by side |" in stdout and "| one at a time | " in stdout and "| 1.00 |" in stdout
+    assert sorted(k.rsplit("|", 1)[1] for k in result) == ["one at a time", "side by side"]
+    for r in result.values():  # each a whole tune: the named baseline, its teacher, the search table
+        assert r["wall_seconds"] > 0 and r["baseline"]["name"] == "plain" and r["teacher"]["steps"] == 4
+        assert {t["stage"] for t in r["trials"]} >= {"snapshots", "latent scale", "use"}

@@ -1,0 +1,79 @@
+"""`tune`'s wall time with its trials one at a time and side by side on the CPU's cores, measured in one run.
+
+    python benchmarks/bench_tune.py --run runs/recipes/fashion-3000/run --json docs/bench-tune.json
+
+Each mode runs `synthaug.tune(RUN)` in a fresh process with an empty trial cache (every classifier trained, the
+baseline search included): `one at a time` sets SYNTHAUG_TRIAL_WORKERS=1 (each trial on all of the process's
+threads), `side by side` leaves it unset (one trial per thread, `synthaug.device.run_parallel`). The table gives
+the seconds, the ratio, and what each run advised; the JSON keeps each run's search table. Modes that finished are
+kept in the JSON and skipped when the script runs again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODES = {"side by side": {}, "one at a time": {"SYNTHAUG_TRIAL_WORKERS": "1"}}
+
+
+def one_tune(run: str, baseline: str, steps: int | None, teacher_steps: int | None) -> None:
+    """In the child: tune the run and print its result as JSON on the last line."""
+    import synthaug
+    from synthaug.tuning import TUNE_RECIPE
+
+    recipe = TUNE_RECIPE if steps is None else synthaug.ClassifierRecipe(steps=steps, seed=0)
+    t = time.perf_counter()
+    result = synthaug.tune(run, baseline=baseline, recipe=recipe, teacher_steps=teacher_steps, write=False,
+                           progress=False)
+    keep = ("verdict", "advice", "baseline", "teacher", "trials", "train_images", "val_images")
+    print(json.dumps({**{k: result[k] for k in keep}, "seconds": time.perf_counter() - t}, default=str))
+
+
+def measure(args: argparse.Namespace, mode: str) -> dict:
+    """One mode's tune, in a fresh process with an empty cache."""
+    extra = [f"--{k.replace('_', '-')}={v}" for k, v in (("steps", args.steps), ("teacher_steps", args.teacher_steps))
+             if v is not None]
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, **MODES[mode], "SYNTHAUG_CACHE_DIR": cache}
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, __file__, "--child", "--run", args.run, "--baseline", args.baseline,
+                              *extra], env=env, check=True, capture_output=True, text=True).stdout
+        return {**json.loads(out.strip().splitlines()[-1]), "wall_seconds": time.perf_counter() - t,
+                "threads": os.cpu_count()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--baseline", default="auto", help="'auto' searches the baselines (as tune does by default)")
+    ap.add_argument("--steps", type=int, help="the classifier budget of the search [default: tune's]")
+    ap.add_argument("--teacher-steps", type=int, help="fix the teacher's budget [default: tune's search of it]")
+    ap.add_argument("--json", type=Path, default=Path("bench-tune.json"))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return one_tune(args.run, args.baseline, args.steps, args.teacher_steps)
+    data = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    prefix = f"{args.run}|{args.baseline}|{args.steps or 'default'}|{args.teacher_steps or 'default'}"
+    for mode in MODES:
+        key = f"{prefix}|{mode}"
+        if key not in data:
+            data[key] = measure(args, mode)
+            args.json.write_text(json.dumps(data, indent=1))
+            print(f"{mode}: {data[key]['wall_seconds']:.0f} s: {data[key]['verdict']}", flush=True)
+    base = data[f"{prefix}|one at a time"]["wall_seconds"]
+    print("| trials | tune s (wall) | ÷ one at a time | baseline chosen | verdict |\n|---|---:|---:|---|---|")
+    for mode in MODES:
+        r = data[f"{prefix}|{mode}"]
+        print(f"| {mode} | {r['wall_seconds']:.0f} | {r['wall_seconds'] / base:.2f} | {r['baseline']['name']} | "
+              f"{r['verdict']} |")
+
+
+if __name__ == "__main__":
+    main()
