@@ -43,7 +43,7 @@ def measure(args: argparse.Namespace, mode: str) -> dict:
         env = {**os.environ, **MODES[mode], "SYNTHAUG_CACHE_DIR": cache}
         t = time.perf_counter()
         out = subprocess.run([sys.executable, __file__, "--child", "--run", args.run, "--baseline", args.baseline,
-                              *extra], env=env, check=True, capture_output=True, text=True).stdout
+                              *extra], env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
         return {**json.loads(out.strip().splitlines()[-1]), "wall_seconds": time.perf_counter() - t,
                 "threads": os.cpu_count()}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 from typing import Any, Callable, Sequence, TypeVar
 
 import torch
@@ -78,7 +79,7 @@ def run_parallel(tasks: Sequence[Callable[[], T]], device: torch.device | str = 
             for receive in multiprocessing.connection.wait(list(running)):
                 i, proc = running.pop(receive)
                 try:
-                    status, value = receive.recv()
+                    status, value = pickle.loads(receive.recv_bytes())
                 except EOFError:
                     proc.join()
                     raise SynthaugError(f"a trial process died (exit code {proc.exitcode}); "
@@ -105,8 +106,9 @@ def _child(task: Callable[[], Any], send: Any, threads: int) -> None:
         message = ("ok", task())
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent, which raises it
         message = ("error", exc)
-    try:
-        send.send(message)
+    try:  # by value: torch's own pickler would share tensors through this process, which ends now
+        payload = pickle.dumps(message)
     except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception: say what it was
-        send.send(("error", SynthaugError(f"a trial's result could not be sent back: {exc}")))
+        payload = pickle.dumps(("error", SynthaugError(f"a trial's result could not be sent back: {exc}")))
+    send.send_bytes(payload)
     send.close()

@@ -33,11 +33,12 @@ def test_tasks_run_in_other_processes_and_come_back_in_order(threads):
     threads(2)
     assert trial_workers(torch.device("cpu"), 5) == 2 and trial_workers(torch.device("meta"), 5) == 1
     landed = []
-    results = run_parallel([lambda i=i: (i, os.getpid(), torch.get_num_threads()) for i in range(5)],
-                           landed=lambda i, r: landed.append(i))
+    results = run_parallel([lambda i=i: (i, os.getpid(), torch.get_num_threads(), torch.nn.Linear(3, i + 1))
+                            for i in range(5)], landed=lambda i, r: landed.append(i))
     assert [r[0] for r in results] == list(range(5)) and sorted(landed) == list(range(5))
-    assert all(pid != os.getpid() for _, pid, _ in results)  # forked: this process trained none of them
-    assert {n for _, _, n in results} == {1}  # two at a time, each on its share of the two threads
+    assert all(pid != os.getpid() for _, pid, _, _ in results)  # forked: this process trained none of them
+    assert {n for _, _, n, _ in results} == {1}  # two at a time, each on its share of the two threads
+    assert [m(torch.ones(3)).shape[0] for *_, m in results] == [1, 2, 3, 4, 5]  # models come back whole
     seen = []
     run_parallel([lambda: seen.append(1)] * 2, "meta")  # not the CPU: one at a time, here
     assert seen == [1, 1]
