@@ -17,13 +17,16 @@ the winner at the budget and at twice it; `fit` fits a generator on the protocol
 `--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
-long measurement resumes where it stopped, on this machine or another.
+long measurement resumes where it stopped, on this machine or another. Rows train side by side, one per thread
+(`synthaug.device.run_parallel`; `SYNTHAUG_TRIAL_WORKERS=1`: one at a time), so their seconds are wall times of one
+thread beside the others.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import time
@@ -38,6 +41,7 @@ from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, Classifie
                                predict, with_baseline)
 from synthaug.conditions import Condition, train_condition
 from synthaug.data.folder import LabelledImages, load_image_folder
+from synthaug.device import run_parallel
 from synthaug.protocols import PROTOCOL_FIT, subset_folder
 from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
 
@@ -111,15 +115,19 @@ class Rows:
             tmp.write_text(json.dumps(self.data, indent=1))
             os.replace(tmp, self.path)
 
-    def measure(self, key: str, fn) -> None:
-        if key in self.data["rows"]:
-            return
-        self.data["rows"][key] = fn()
-        self.save()
-        r = self.data["rows"][key]
-        print(f"{key}: {100 * r['accuracy']:.2f}% (balanced {100 * r['balanced_accuracy']:.2f}%"
-              + (f", rare recall {100 * r['rare_recall']:.1f}%" if r["rare_recall"] is not None else "")
-              + f") in {r['seconds']:.0f} s", flush=True)
+    def measure(self, rows: dict[str, Any]) -> None:
+        """Measure the rows (key -> a function returning the row) not in the JSON yet, side by side on the CPU's
+        cores (`run_parallel`); each lands in the JSON as it finishes."""
+        todo = [k for k in rows if k not in self.data["rows"]]
+
+        def landed(i: int, r: dict[str, Any]) -> None:
+            self.data["rows"][todo[i]] = r
+            self.save()
+            print(f"{todo[i]}: {100 * r['accuracy']:.2f}% (balanced {100 * r['balanced_accuracy']:.2f}%"
+                  + (f", rare recall {100 * r['rare_recall']:.1f}%" if r["rare_recall"] is not None else "")
+                  + f") in {r['seconds']:.0f} s", flush=True)
+
+        run_parallel([rows[k] for k in todo], "cpu", landed)
 
 
 def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int) -> str:
@@ -178,11 +186,9 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
                   "1:1": Condition(pool, 1.0, soft=labels == "soft", baseline=chosen)}
     if advice["synthetic"] is None:
         del conditions["tuned"]  # tune's recipe is the chosen baseline alone, measured by the `chosen` stage
-    for seed in range(args.seeds):
-        for label, condition in conditions.items():
-            recipe = ClassifierRecipe(steps=args.steps, seed=seed)
-            rows.measure(f"{name}|{chosen} + synthetic {label}|{args.steps}|{seed}",
-                         lambda: test_row(real, test, recipe, condition))
+    rows.measure({f"{name}|{chosen} + synthetic {label}|{args.steps}|{seed}":
+                  functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps, seed=seed), condition)
+                  for seed in range(args.seeds) for label, condition in conditions.items()})
 
 
 def summary_table(data: dict[str, Any], protocol: str) -> str:
@@ -233,10 +239,9 @@ def main() -> None:
         real, test, _, _ = protocol_data(name, args.data)
         if args.stage == "baselines":
             names = AUGMENT_BASELINES + (IMBALANCE_BASELINES if is_uneven(real) else ())
-            for seed in range(args.seeds):
-                for b in names:
-                    recipe = with_baseline(ClassifierRecipe(steps=args.steps, seed=seed), b)
-                    rows.measure(f"{name}|{b}|{args.steps}|{seed}", lambda: test_row(real, test, recipe))
+            rows.measure({f"{name}|{b}|{args.steps}|{seed}": functools.partial(
+                test_row, real, test, with_baseline(ClassifierRecipe(steps=args.steps, seed=seed), b))
+                for seed in range(args.seeds) for b in names})
         elif args.stage == "fit":
             print(f"{name}: generator run {fitted_run(rows, name, real, args)}", flush=True)
         elif args.stage == "synthetic":
@@ -244,10 +249,9 @@ def main() -> None:
         else:
             chosen = chosen_baseline(rows, name, real, args.steps)
             print(f"{name}: chosen on validation: {chosen}", flush=True)
-            for steps in (args.steps, 2 * args.steps):
-                for seed in range(args.seeds):
-                    recipe = with_baseline(ClassifierRecipe(steps=steps, seed=seed), chosen)
-                    rows.measure(f"{name}|{chosen}|{steps}|{seed}", lambda: test_row(real, test, recipe))
+            rows.measure({f"{name}|{chosen}|{steps}|{seed}": functools.partial(
+                test_row, real, test, with_baseline(ClassifierRecipe(steps=steps, seed=seed), chosen))
+                for steps in (args.steps, 2 * args.steps) for seed in range(args.seeds)})
 
 
 if __name__ == "__main__":

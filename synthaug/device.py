@@ -38,14 +38,15 @@ def pin_if_cuda(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def trial_workers(device: torch.device, tasks: int) -> int:
     """How many independent trainings to run at once: on the CPU, one process per thread this process was given
-    (each trial then trains on its share of them), at most $SYNTHAUG_TRIAL_WORKERS; on an accelerator, one at a
-    time."""
+    (each trial then trains on its share of them), at most $SYNTHAUG_TRIAL_WORKERS (default 1); on an
+    accelerator, one at a time."""
     if device.type != "cpu" or tasks < 2:
         return 1
     cap = os.environ.get("SYNTHAUG_TRIAL_WORKERS", "")
     if cap and not (cap.isdigit() and int(cap) > 0):
         raise SynthaugError(f"SYNTHAUG_TRIAL_WORKERS={cap!r}: not a positive whole number")
-    return max(1, min(tasks, torch.get_num_threads(), len(os.sched_getaffinity(0)), int(cap or tasks)))
+    # one at a time unless asked: on 2 idle cores, tune took 1.19x longer side by side (docs/performance.md)
+    return max(1, min(tasks, torch.get_num_threads(), len(os.sched_getaffinity(0)), int(cap or 1)))
 
 
 def run_parallel(tasks: Sequence[Callable[[], T]], device: torch.device | str = "cpu",

@@ -21,8 +21,9 @@ needs_two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="s
 
 
 @pytest.fixture
-def threads():
-    """Set this process's torch threads for a test (trial_workers follows them), then restore them."""
+def threads(monkeypatch):
+    """Set this process's torch threads for a test (trial_workers follows them, up to two here), then restore them."""
+    monkeypatch.setenv("SYNTHAUG_TRIAL_WORKERS", "2")
     before = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(before)
