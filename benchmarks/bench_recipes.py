@@ -17,9 +17,8 @@ the winner at the budget and at twice it; `fit` fits a generator on the protocol
 `--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
-long measurement resumes where it stopped, on this machine or another. Rows train side by side, one per thread
-(`synthaug.device.run_parallel`; `SYNTHAUG_TRIAL_WORKERS=1`: one at a time), so their seconds are wall times of one
-thread beside the others.
+long measurement resumes where it stopped, on this machine or another. `SYNTHAUG_TRIAL_WORKERS=N` trains up to N
+rows side by side (`synthaug.device.run_parallel`); their seconds are then wall times beside the others.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 
 Each mode runs `synthaug.tune(RUN)` in a fresh process with an empty trial cache (every classifier trained, the
 baseline search included): `one at a time` sets SYNTHAUG_TRIAL_WORKERS=1 (each trial on all of the process's
-threads), `side by side` leaves it unset (one trial per thread, `synthaug.device.run_parallel`). The table gives
+threads, the default), `side by side` sets it to the cores (one trial per thread, `synthaug.device.run_parallel`). The table gives
 the seconds, the ratio, and what each run advised; the JSON keeps each run's search table. Modes that finished are
 kept in the JSON and skipped when the script runs again.
 """
@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-MODES = {"side by side": {}, "one at a time": {"SYNTHAUG_TRIAL_WORKERS": "1"}}
+MODES = {"side by side": {"SYNTHAUG_TRIAL_WORKERS": str(len(os.sched_getaffinity(0)))},
+         "one at a time": {"SYNTHAUG_TRIAL_WORKERS": "1"}}
 
 
 def one_tune(run: str, baseline: str, steps: int | None, teacher_steps: int | None) -> None:

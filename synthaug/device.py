@@ -53,16 +53,15 @@ def run_parallel(tasks: Sequence[Callable[[], T]], device: torch.device | str = 
                  landed: Callable[[int, T], None] | None = None) -> list[T]:
     """Each task's result, in order; `landed(index, result)` is told of each as it lands. On the CPU, independent
     trainings run in forked processes, as many at once as `trial_workers` allows, each with its share of this
-    process's threads: small models train faster side by side than one at a time on every core. Tasks must not
-    rely on side effects: only what they return comes back."""
+    process's threads. Tasks must not rely on side effects: only what they return comes back."""
     workers = trial_workers(torch.device(device), len(tasks))
     if workers == 1:
-        results_in_order = []
+        in_order: list[T] = []
         for i, task in enumerate(tasks):
-            results_in_order.append(task())
+            in_order.append(task())
             if landed is not None:
-                landed(i, results_in_order[-1])
-        return results_in_order
+                landed(i, in_order[-1])
+        return in_order
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("fork")  # the tasks are closures over tensors: forked, never pickled
     results: dict[int, T] = {}

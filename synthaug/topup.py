@@ -87,15 +87,17 @@ def choose_top_up(train: LabelledImages, val: LabelledImages, top_up: TensorSour
 
     trained: dict[TopUpShape | None, tuple[np.ndarray, int]] = {}
 
+    def plain(shape: TopUpShape | None) -> TopUpShape | None:  # a top-up of no class is the baseline alone
+        return shape if shape is not None and shape.classes else None
+
     def prefetch(shapes: Sequence[TopUpShape | None]) -> None:
-        todo = [s for s in dict.fromkeys(s if s is None or s.classes else None for s in shapes) if s not in trained]
+        todo = [s for s in dict.fromkeys(map(plain, shapes)) if s not in trained]
         jobs = [(Condition() if s is None else top_up_condition(top_up, counts, s, probs), train, val, recipe)
                 for s in todo]
         trained.update(zip(todo, trial_outcomes_many(jobs, dev)))
 
     def score(shape: TopUpShape | None) -> tuple[float, list[float], np.ndarray]:
-        if shape is not None and not shape.classes:
-            shape = None
+        shape = plain(shape)
         prefetch([shape])
         outcomes, images = trained[shape]
         acc, recall = balanced_of(outcomes, truth), recall_of(outcomes, truth, len(val.class_names))

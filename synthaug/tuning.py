@@ -25,7 +25,7 @@ from synthaug.classify import ClassifierRecipe, describe_recipe, imbalance_part,
 from synthaug.conditions import Condition, GeneratorPoolSource, TensorSource
 from synthaug.config import SamplingConfig
 from synthaug.data.folder import LabelledImages, load_image_folder
-from synthaug.device import resolve_device, run_parallel
+from synthaug.device import resolve_device, run_parallel, trial_workers
 from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 from synthaug.sampler import Sampler, teacher_on
@@ -131,7 +131,8 @@ def choose_teacher(train: LabelledImages, val: LabelledImages, steps: int | None
     has converged."""
     budget = teacher_budget(len(train))
     budgets = [steps] if steps else [budget // 2, budget]
-    models = run_parallel([functools.partial(teacher_on, train, b, device, progress and len(budgets) == 1,
+    bars = progress and trial_workers(device, len(budgets)) == 1  # side by side: no interleaved bars
+    models = run_parallel([functools.partial(teacher_on, train, b, device, bars,
                                              desc=f"teacher ({b} steps)", baseline=baseline) for b in budgets], device)
     trials = [(balanced_accuracy(model, val), b, model) for b, model in zip(budgets, models)]
     acc, chosen, model = max(trials, key=lambda t: (t[0], -t[1]))  # a tie goes to the cheaper teacher
