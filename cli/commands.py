@@ -466,10 +466,12 @@ def select_best(run: Path, from_epoch: int, quiet: bool) -> None:
 @click.option("--teacher-steps", type=int, default=None,
               help="Steps of the teacher [default: its budget follows the folder; the better of half of it and all of it].")
 @baseline_option
+@click.option("--full-search", is_flag=True,
+              help="Search the sampling even where synthetic data at default sampling is clearly below the baseline.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
 def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teacher_steps: int | None, baseline: str,
-         device: str, quiet: bool) -> None:
+         full_search: bool, device: str, quiet: bool) -> None:
     """Advise the best whole recipe for RUN's folder (classifier baseline, then whether and how to add RUN's
     images) by validation accuracy; write it into RUN/sampling.json, where export and benchmark find it."""
     from synthaug.tuning import TUNE_RECIPE, format_trials
@@ -480,7 +482,8 @@ def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teache
         raise click.UsageError("--steps and --teacher-steps must be at least 1")
     recipe = dataclasses.replace(TUNE_RECIPE, steps=steps)
     result = synthaug.tune(_source(run), real=real, holdout=holdout, recipe=recipe, teacher_steps=teacher_steps,
-                           device=device, progress=not quiet, baseline=_baseline(baseline))
+                           device=device, progress=not quiet, baseline=_baseline(baseline),
+                           sampling_search="full" if full_search else "auto")
     click.echo(format_trials(result))
     click.echo(f"chosen sampling: {json.dumps(result['sampling'], sort_keys=True)}")
     click.echo(f"tune took {result['seconds']:.0f} s")

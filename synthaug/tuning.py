@@ -3,11 +3,12 @@ folder only (test/ is never opened).
 
 Stages, each keeping the best so far: the classifier baseline (augmentation policies by successive halving, then
 imbalance losses where classes are uneven); the teacher of soft labels and filters (the baseline's loss, its budget
-following the folder, at half that budget and all of it); then the sampling of the generator (snapshots, latent scale,
-confidence filter, hard or soft labels), scored by a short classifier on fresh samples alone; then whether mixing
-them into the real images beats the best baseline at all, at which ratio and mix recipe; last, on a folder with
-rare classes, a top-up of them, shaped class by class (`synthaug.topup`). Every classifier trains
-under the chosen baseline and is scored by balanced accuracy on the validation split.
+following the folder, at half that budget and all of it); then one mix of the generator's images at default sampling
+(`PROBE_USE`): where it is clearly below the baseline, the sampling search is skipped; otherwise the sampling of the
+generator (snapshots, latent scale, confidence filter, hard or soft labels), scored by a short classifier on fresh
+samples alone; then whether mixing them into the real images beats the best baseline at all, at which ratio and mix
+recipe; last, on a folder with rare classes, a top-up of them, shaped class by class (`synthaug.topup`). Every
+classifier trains under the chosen baseline and is scored by balanced accuracy on the validation split.
 """
 from __future__ import annotations
 
@@ -39,6 +40,12 @@ MIN_CONFIDENCES = (None, 0.5, 0.9)
 USES = ((0.5, "concat"), (1.0, "concat"), (1.0, "finetune"))  # (synthetic images per real one, mix recipe)
 TUNE_RECIPE = ClassifierRecipe(steps=400, seed=0)
 SAMPLING_SHARE = 0.5  # sampling trials (synthetic images alone, only to rank settings) train for this share of steps
+# The use tried first, at default sampling: the mix recipe that measured best (docs/results-sampling.md). Where it
+# falls more than REACH_SE standard errors below the baseline, the sampling search (which moved mixes by fractions of
+# a point there) cannot plausibly lift synthetic data past it, and is skipped.
+PROBE_USE = (1.0, "finetune")
+REACH_SE = 2.0
+SAMPLING_SEARCHES = ("auto", "full")
 
 
 @dataclasses.dataclass
@@ -142,13 +149,18 @@ def choose_teacher(train: LabelledImages, val: LabelledImages, steps: int | None
 
 def tune(source: str | Path, *, real: str | Path | None = None, holdout: float = 0.1,
          recipe: ClassifierRecipe = TUNE_RECIPE, teacher_steps: int | None = None, device: str = "auto",
-         write: bool = True, progress: bool = True, baseline: str | None = "auto") -> dict[str, Any]:
+         write: bool = True, progress: bool = True, baseline: str | None = "auto",
+         sampling_search: str = "auto") -> dict[str, Any]:
     """Advise the best whole recipe for a run's folder: the classifier baseline and, on top of it, whether and how
     to use the run's generator; write it into run/sampling.json.
 
     `real` defaults to the run's training folder; `holdout` of each class is the validation split. `baseline`
-    "auto" searches the baselines; a name fixes one. Returns the advice, the verdict and every trial.
+    "auto" searches the baselines; a name fixes one. `sampling_search` "auto" skips the sampling search where
+    synthetic data at default sampling is clearly below the baseline (`PROBE_USE`, `REACH_SE`); "full" always runs
+    it. Returns the advice, the verdict and every trial.
     """
+    if sampling_search not in SAMPLING_SEARCHES:
+        raise SynthaugError(f"unknown sampling search {sampling_search!r} (one of {', '.join(SAMPLING_SEARCHES)})")
     started = time.perf_counter()
     resolved = resolve_source(source)
     source = resolved.path
@@ -172,16 +184,23 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
         print(f"teacher: {teacher_info['steps']} steps, {100 * teacher_info['val_balanced_accuracy']:.2f}% on "
               f"validation")
     snaps = snapshot_candidates(source)
-    total = len(snaps) + len(LATENT_SCALES) + len(MIN_CONFIDENCES) + 2 + len(USES)
+    total = len(snaps) + len(LATENT_SCALES) + len(MIN_CONFIDENCES) + 2 + len(USES) + (sampling_search == "auto")
     with tqdm(total=total, desc="tune", unit="trial", disable=not progress) as bar:
         s = Search(source, train, val, teacher, choice.recipe, dev, bar)
         base = SamplingConfig(teacher_steps=teacher_info["steps"], teacher_baseline=teacher_info["baseline"])
-        best = s.best("snapshots", [dataclasses.replace(base, snapshots=c) for c in snaps])
-        best = s.best("latent scale", [dataclasses.replace(best, latent_scale=v) for v in LATENT_SCALES])
-        best = s.best("filter", [dataclasses.replace(best, min_confidence=v) for v in MIN_CONFIDENCES])
-        best = s.best("labels", [dataclasses.replace(best, soft_labels=v) for v in (False, True)])
-        s.prefetch("use", [(best, r, m) for r, m in USES])
-        uses = {(r, m): s.score(best, "use", r, m) for r, m in USES}
+        reach = within_reach(s, base, choice) if sampling_search == "auto" else None
+        if reach is not None and not reach["searched"]:
+            best, uses = base, {PROBE_USE: s.scores[s.key(base, *PROBE_USE)]}
+            bar.total = bar.n
+            if progress:
+                print(f"sampling search skipped: {describe_reach(reach)}")
+        else:
+            best = s.best("snapshots", [dataclasses.replace(base, snapshots=c) for c in snaps])
+            best = s.best("latent scale", [dataclasses.replace(best, latent_scale=v) for v in LATENT_SCALES])
+            best = s.best("filter", [dataclasses.replace(best, min_confidence=v) for v in MIN_CONFIDENCES])
+            best = s.best("labels", [dataclasses.replace(best, soft_labels=v) for v in (False, True)])
+            s.prefetch("use", [(best, r, m) for r, m in USES])
+            uses = {(r, m): s.score(best, "use", r, m) for r, m in USES}
     top = max(uses, key=uses.get)
     top_up = rare_top_up(source, best, train, val, teacher, choice.recipe, dev, progress)
     top_up_val = top_up["val_balanced_accuracy"] if top_up and top_up["shape"].classes else -1.0
@@ -204,7 +223,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
               "top_up": None if top_up is None else {**top_up, "shape": dataclasses.asdict(top_up["shape"])},
               "sampling": dataclasses.asdict(best),
               "baseline": choice.summary(), "teacher": teacher_info,
-              "synthetic_only_val_accuracy": s.scores[s.key(best, None)],
+              "synthetic_only_val_accuracy": s.scores.get(s.key(best, None)), "reach": reach,
               "use_val_accuracy": {f"{r:g} {m}": a for (r, m), a in uses.items()},
               "use_gain": {"gain": gain, "standard_error": se},
               "real": str(real), "holdout": holdout, "train_images": len(train), "val_images": len(val),
@@ -216,6 +235,25 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
                                 f"(the search table is in the result)")
         result["written"] = str(write_sampling(run, best, result))
     return result
+
+
+def within_reach(s: Search, base: SamplingConfig, choice: BaselineChoice) -> dict[str, Any]:
+    """Whether the sampling search is worth running: the probe use at default sampling against the baseline on the
+    same validation images (searched: not more than REACH_SE standard errors below it)."""
+    accuracy = s.score(base, "use", *PROBE_USE)
+    outcomes = s.outcomes.get(s.key(base, *PROBE_USE))
+    gain, se = (paired_gain(outcomes, np.asarray(choice.outcomes), s.val.labels.numpy())
+                if outcomes is not None else (-1.0, 0.0))
+    return {"use": f"{PROBE_USE[0]:g} {PROBE_USE[1]}", "val_accuracy": accuracy, "gain": gain,
+            "standard_error": se, "searched": gain >= -REACH_SE * se}
+
+
+def describe_reach(reach: dict[str, Any]) -> str:
+    """What the probe use scored against the baseline, in words."""
+    return (f"synthetic data at default sampling ({reach['use']}) scored {100 * reach['val_accuracy']:.2f}%, "
+            f"{100 * reach['gain']:+.2f} points against the baseline "
+            f"({reach['gain'] / max(reach['standard_error'], 1e-12):+.1f} standard errors; the search runs above "
+            f"{-REACH_SE:g})")
 
 
 def rare_top_up(source: Path, sampling: SamplingConfig, train: LabelledImages, val: LabelledImages,
@@ -266,6 +304,8 @@ def format_trials(result: dict[str, Any]) -> str:
               f"{100 * result['teacher']['val_balanced_accuracy']:.2f}% on validation", "",
               "| stage | snapshots | latent scale | min confidence | labels | use | steps | val balanced accuracy |",
               "|---|---|---:|---:|---|---|---:|---:|"]
+    if result.get("reach") and not result["reach"]["searched"]:
+        lines[4:4] = [f"sampling search skipped: {describe_reach(result['reach'])}", ""]
     for row in result["trials"]:
         c = row["sampling"]
         snaps = ",".join(c["snapshots"]) if c["snapshots"] else GENERATOR_FILE

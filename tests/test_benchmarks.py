@@ -116,11 +116,14 @@ def test_bench_baselines(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_tune_times_the_trials_one_at_a_time_and_side_by_side(tiny_run, tmp_path):
-    args = ["--run", str(tiny_run), "--baseline", "plain", "--steps", "8", "--teacher-steps", "4"]
+def test_bench_tune_times_tune_one_at_a_time_side_by_side_and_probe_first(tiny_run, tmp_path):
+    args = ["--run", str(tiny_run), "--baseline", "plain", "--steps", "8", "--teacher-steps", "4",
+            "--modes", "side by side,one at a time,probe first"]
     stdout, result = _bench("bench_tune", args, tmp_path)
     assert "| side by side |" in stdout and "| one at a time | " in stdout and "| 1.00 |" in stdout
-    assert sorted(k.rsplit("|", 1)[1] for k in result) == ["one at a time", "side by side"]
+    assert sorted(k.rsplit("|", 1)[1] for k in result) == ["one at a time", "probe first", "side by side"]
     for r in result.values():  # each a whole tune: the named baseline, its teacher, the search table
         assert r["wall_seconds"] > 0 and r["baseline"]["name"] == "plain" and r["teacher"]["steps"] == 4
-        assert {t["stage"] for t in r["trials"]} >= {"snapshots", "latent scale", "use"}
+    for mode, r in ((k.rsplit("|", 1)[1], r) for k, r in result.items()):
+        full = {t["stage"] for t in r["trials"]} >= {"snapshots", "latent scale", "use"}
+        assert full if mode != "probe first" else (r["reach"]["searched"] == full and r["trials"][0]["stage"] == "use")

@@ -34,7 +34,7 @@ def split_run(tmp_path_factory, digits_splits):
 @pytest.mark.slow
 def test_tune_advises_a_whole_recipe_on_the_training_folder_and_export_uses_its_choice(split_run, tmp_path):
     recipe = synthaug.ClassifierRecipe(steps=8, batch_size=32)
-    result = synthaug.tune(split_run, recipe=recipe, teacher_steps=4, progress=False)
+    result = synthaug.tune(split_run, recipe=recipe, teacher_steps=4, progress=False, sampling_search="full")
     stages = [row["stage"] for row in result["trials"]]
     assert stages[:3] == ["snapshots"] * 3  # generator.pt, the last two snapshots and their pool
     assert stages[3] == "snapshots" and {"latent scale", "filter", "labels", "use"} <= set(stages)
@@ -78,6 +78,28 @@ def test_tune_advises_a_whole_recipe_on_the_training_folder_and_export_uses_its_
     assert advised_use(resolve_source(split_run), None, None)[0] == (use["ratio"],)
     assert advised_use(resolve_source(split_run), (2.0,), ("concat",)) == ((2.0,), ("concat",))
     assert read_advice_of(split_run) == advice and read_advice_of(out) is None
+
+
+@pytest.mark.slow
+def test_tune_skips_the_sampling_search_only_where_synthetic_data_is_clearly_below_the_baseline(split_run,
+                                                                                               monkeypatch):
+    from synthaug import tuning
+
+    recipe = synthaug.ClassifierRecipe(steps=8, batch_size=32)
+    auto = synthaug.tune(split_run, recipe=recipe, teacher_steps=4, progress=False, write=False)
+    reach = auto["reach"]
+    assert auto["trials"][0]["stage"] == "use" and auto["trials"][0]["mix"] == "finetune"  # the probe comes first
+    assert reach["searched"] == (reach["gain"] >= -tuning.REACH_SE * reach["standard_error"])
+    assert ("snapshots" in {t["stage"] for t in auto["trials"]}) == reach["searched"]
+    monkeypatch.setattr(tuning, "REACH_SE", float("-inf"))  # nothing is in reach: not even a gain
+    skipped = synthaug.tune(split_run, recipe=recipe, teacher_steps=4, progress=False, write=False)
+    assert not skipped["reach"]["searched"] and skipped["synthetic_only_val_accuracy"] is None
+    assert [t["stage"] for t in skipped["trials"]] == ["use"]  # the probe alone: no sampling trial, no other use
+    assert skipped["sampling"]["snapshots"] is None and skipped["sampling"]["latent_scale"] == 1.0
+    assert list(skipped["use_val_accuracy"]) == ["1 finetune"]
+    assert "sampling search skipped: synthetic data at default sampling (1 finetune)" in tuning.format_trials(skipped)
+    with pytest.raises(synthaug.SynthaugError, match="unknown sampling search 'some'"):
+        synthaug.tune(split_run, recipe=recipe, progress=False, write=False, sampling_search="some")
 
 
 def test_tune_flags_give_one_line_errors(split_run):
