@@ -28,15 +28,16 @@ MODES = {"side by side": ({"SYNTHAUG_TRIAL_WORKERS": str(len(os.sched_getaffinit
          "one at a time": (ONE, "full"), "probe first": (ONE, "auto")}  # mode: (environment, sampling search)
 
 
-def one_tune(run: str, baseline: str, steps: int | None, teacher_steps: int | None, sampling_search: str) -> None:
+def one_tune(run: str, real: str | None, baseline: str, steps: int | None, teacher_steps: int | None,
+             sampling_search: str) -> None:
     """In the child: tune the run and print its result as JSON on the last line."""
     import synthaug
     from synthaug.tuning import TUNE_RECIPE
 
     recipe = TUNE_RECIPE if steps is None else synthaug.ClassifierRecipe(steps=steps, seed=0)
     t = time.perf_counter()
-    result = synthaug.tune(run, baseline=baseline, recipe=recipe, teacher_steps=teacher_steps, write=False,
-                           progress=False, sampling_search=sampling_search)
+    result = synthaug.tune(run, real=real, baseline=baseline, recipe=recipe, teacher_steps=teacher_steps,
+                           write=False, progress=False, sampling_search=sampling_search)
     keep = ("verdict", "advice", "baseline", "teacher", "trials", "train_images", "val_images", "reach",
             "use_val_accuracy", "top_up")
     print(json.dumps({**{k: result[k] for k in keep}, "seconds": time.perf_counter() - t}, default=str))
@@ -44,38 +45,41 @@ def one_tune(run: str, baseline: str, steps: int | None, teacher_steps: int | No
 
 def measure(args: argparse.Namespace, mode: str) -> dict:
     """One mode's tune, in a fresh process with an empty cache."""
-    extra = [f"--{k.replace('_', '-')}={v}" for k, v in (("steps", args.steps), ("teacher_steps", args.teacher_steps))
-             if v is not None]
+    extra = [f"--{k.replace('_', '-')}={v}" for k, v in (("steps", args.steps), ("teacher_steps", args.teacher_steps),
+                                                        ("real", args.real)) if v is not None]
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, **MODES[mode][0], "SYNTHAUG_CACHE_DIR": cache}
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--child", "--run", args.run, "--baseline", args.baseline,
-                              "--sampling-search", MODES[mode][1], *extra], env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+        child = [sys.executable, __file__, "--child", "--run", args.run, "--baseline", args.baseline,
+                 "--sampling-search", MODES[mode][1], *extra]
+        out = subprocess.run(child, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
         return {**json.loads(out.strip().splitlines()[-1]), "wall_seconds": time.perf_counter() - t,
                 "threads": os.cpu_count()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True)
+    ap.add_argument("--run", required=True, help="a run folder or a generator (e.g. a shipped name)")
+    ap.add_argument("--real", help="the training folder to split [default: the run's]")
     ap.add_argument("--baseline", default="auto", help="'auto' searches the baselines (as tune does by default)")
     ap.add_argument("--steps", type=int, help="the classifier budget of the search [default: tune's]")
     ap.add_argument("--teacher-steps", type=int, help="fix the teacher's budget [default: tune's search of it]")
     ap.add_argument("--modes", default="side by side,one at a time",
-                    help=f"comma-separated, of: {', '.join(MODES)} (ratios are to 'one at a time' where it was measured)")
+                    help=f"comma-separated, of: {', '.join(MODES)} (ratios to 'one at a time' where it is measured)")
     ap.add_argument("--json", type=Path, default=Path("bench-tune.json"))
     ap.add_argument("--sampling-search", default="full", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return one_tune(args.run, args.baseline, args.steps, args.teacher_steps, args.sampling_search)
+        return one_tune(args.run, args.real, args.baseline, args.steps, args.teacher_steps, args.sampling_search)
     modes = [m.strip() for m in args.modes.split(",")]
     unknown = set(modes) - set(MODES)
     if unknown:
         ap.error(f"unknown modes {', '.join(sorted(unknown))} (of: {', '.join(MODES)})")
     modes = [m for m in MODES if m in modes]
     data = json.loads(args.json.read_text()) if args.json.is_file() else {}
-    prefix = f"{args.run}|{args.baseline}|{args.steps or 'default'}|{args.teacher_steps or 'default'}"
+    prefix = (f"{args.run}|{args.baseline}|{args.steps or 'default'}|{args.teacher_steps or 'default'}"
+              + (f"|{args.real}" if args.real else ""))
     for mode in modes:
         key = f"{prefix}|{mode}"
         if key not in data:

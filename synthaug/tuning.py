@@ -2,13 +2,14 @@
 folder only (test/ is never opened).
 
 Stages, each keeping the best so far: the classifier baseline (augmentation policies by successive halving, then
-imbalance losses where classes are uneven); the teacher of soft labels and filters (the baseline's loss, its budget
-following the folder, at half that budget and all of it); then one mix of the generator's images at default sampling
-(`PROBE_USE`): where it is clearly below the baseline, the sampling search is skipped; otherwise the sampling of the
-generator (snapshots, latent scale, confidence filter, hard or soft labels), scored by a short classifier on fresh
-samples alone; then whether mixing them into the real images beats the best baseline at all, at which ratio and mix
-recipe; last, on a folder with rare classes, a top-up of them, shaped class by class (`synthaug.topup`). Every
-classifier trains under the chosen baseline and is scored by balanced accuracy on the validation split.
+imbalance losses where classes are uneven); one mix of the generator's images at default sampling (`PROBE_USE`),
+which decides whether the sampling search runs (not where the mix is clearly below the baseline); the teacher of soft
+labels and filters, where the search or a top-up needs one (the baseline's loss, its budget following the folder, at
+half that budget and all of it); the sampling of the generator (snapshots, latent scale, confidence filter, hard or
+soft labels), scored by a short classifier on fresh samples alone; whether mixing them into the real images beats
+the best baseline at all, at which ratio and mix recipe; last, on a folder with rare classes, a top-up of them,
+shaped class by class (`synthaug.topup`). Every classifier trains under the chosen baseline and is scored by
+balanced accuracy on the validation split.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.device import resolve_device, run_parallel, trial_workers
 from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
-from synthaug.sampler import Sampler, teacher_on
-from synthaug.selection import (BaselineChoice, balanced_accuracy, balanced_of, choose_baseline, exceeds_noise,
-                                format_choice, paired_gain, rare_classes, trial_outcomes, validation_split)
+from synthaug.sampler import Sampler, needs_teacher, teacher_on
+from synthaug.selection import (MARGIN_SE, BaselineChoice, balanced_accuracy, balanced_of, choose_baseline,
+                                exceeds_noise, format_choice, paired_gain, rare_classes, trial_outcomes,
+                                validation_split)
 from synthaug.topup import choose_top_up
 from synthaug.sources import resolve_source
 
@@ -41,10 +43,12 @@ USES = ((0.5, "concat"), (1.0, "concat"), (1.0, "finetune"))  # (synthetic image
 TUNE_RECIPE = ClassifierRecipe(steps=400, seed=0)
 SAMPLING_SHARE = 0.5  # sampling trials (synthetic images alone, only to rank settings) train for this share of steps
 # The use tried first, at default sampling: the mix recipe that measured best (docs/results-sampling.md). Where it
-# falls more than REACH_SE standard errors below the baseline, the sampling search (which moved mixes by fractions of
-# a point there) cannot plausibly lift synthetic data past it, and is skipped.
+# is clearly below the baseline (by the margin that synthetic data must clear above it to be adopted), the sampling
+# search is skipped: synthetic data would have to gain twice that margin from it, and its largest lever measured so
+# far, soft labels, moved a 1:1 mix by 0.2 points (docs/results-sampling.md); on Fashion-MNIST 3,000 the search cost
+# a mix 2.0 points (docs/performance.md).
 PROBE_USE = (1.0, "finetune")
-REACH_SE = 2.0
+REACH_SE = MARGIN_SE
 SAMPLING_SEARCHES = ("auto", "full")
 
 
@@ -55,7 +59,7 @@ class Search:
     source: Path
     train: LabelledImages
     val: LabelledImages
-    teacher: torch.nn.Module
+    teacher: torch.nn.Module | None  # None until a trial needs one
     recipe: ClassifierRecipe
     device: torch.device
     bar: Any
@@ -95,12 +99,14 @@ class Search:
 
     @staticmethod
     def key(sampling: SamplingConfig, ratio: float | None, mix: str = "concat") -> str:
-        """What a trial's score and outcomes are kept under."""
-        return repr((sampling, ratio, mix))
+        """What a trial's score and outcomes are kept under (a trial without a teacher, whatever teacher is set)."""
+        return repr((without_unused_teacher(sampling), ratio, mix))
 
     def condition(self, sampling: SamplingConfig, ratio: float | None, mix: str) -> Condition:
         """Fresh samples alone (None) or mixed into the real images at `ratio` with `mix`."""
-        pool = GeneratorPoolSource(Sampler(self.source, sampling, device=self.device, teacher=self.teacher),
+        sampling = without_unused_teacher(sampling)
+        teacher = self.teacher if needs_teacher(sampling, sampling.soft_labels) else None
+        pool = GeneratorPoolSource(Sampler(self.source, sampling, device=self.device, teacher=teacher),
                                    self.train.class_names)
         return Condition(pool, ratio, with_real=ratio is not None, soft=sampling.soft_labels,
                          mix="finetune:0.5" if mix == "finetune" else mix)
@@ -109,6 +115,13 @@ class Search:
         """The candidate with the highest validation score (the first on ties)."""
         self.prefetch(stage, [(c, None, "concat") for c in candidates])
         return max(candidates, key=lambda c: self.score(c, stage))
+
+
+def without_unused_teacher(sampling: SamplingConfig) -> SamplingConfig:
+    """`sampling` without its teacher's settings where it needs no teacher (hard labels, no filter)."""
+    if needs_teacher(sampling, sampling.soft_labels):
+        return sampling
+    return dataclasses.replace(sampling, teacher_steps=None, teacher_baseline=None)
 
 
 def _timed_trial(condition: Condition, train: LabelledImages, val: LabelledImages, recipe: ClassifierRecipe,
@@ -179,40 +192,42 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     if progress:
         print(f"best baseline: {choice.name} ({describe_recipe(choice.recipe)}), "
               f"{100 * choice.val:.2f}% on validation")
-    teacher, teacher_info = choose_teacher(train, val, teacher_steps, imbalance_part(choice.name), dev, progress)
-    if progress:
-        print(f"teacher: {teacher_info['steps']} steps, {100 * teacher_info['val_balanced_accuracy']:.2f}% on "
-              f"validation")
     snaps = snapshot_candidates(source)
     total = len(snaps) + len(LATENT_SCALES) + len(MIN_CONFIDENCES) + 2 + len(USES) + (sampling_search == "auto")
+    rare = rare_classes(np.bincount(train.labels.numpy(), minlength=len(train.class_names)).tolist())
     with tqdm(total=total, desc="tune", unit="trial", disable=not progress) as bar:
-        s = Search(source, train, val, teacher, choice.recipe, dev, bar)
-        base = SamplingConfig(teacher_steps=teacher_info["steps"], teacher_baseline=teacher_info["baseline"])
-        reach = within_reach(s, base, choice) if sampling_search == "auto" else None
-        if reach is not None and not reach["searched"]:
-            best, uses = base, {PROBE_USE: s.scores[s.key(base, *PROBE_USE)]}
+        s = Search(source, train, val, None, choice.recipe, dev, bar)
+        base = SamplingConfig(teacher_baseline=imbalance_part(choice.name))
+        reach = within_reach(s, base, choice) if sampling_search == "auto" else None  # a probe needs no teacher
+        searched = reach is None or reach["searched"]
+        teacher_info = None
+        if searched or rare:  # the filter, soft labels and the top-up's shaping need the teacher; nothing else does
+            s.teacher, teacher_info = choose_teacher(train, val, teacher_steps, base.teacher_baseline, dev, progress)
+            base = dataclasses.replace(base, teacher_steps=teacher_info["steps"])
+            if progress:
+                print(f"teacher: {teacher_info['steps']} steps, {100 * teacher_info['val_balanced_accuracy']:.2f}% "
+                      f"on validation")
+        if not searched:
             bar.total = bar.n
             if progress:
                 print(f"sampling search skipped: {describe_reach(reach)}")
-        else:
-            best = s.best("snapshots", [dataclasses.replace(base, snapshots=c) for c in snaps])
-            best = s.best("latent scale", [dataclasses.replace(best, latent_scale=v) for v in LATENT_SCALES])
-            best = s.best("filter", [dataclasses.replace(best, min_confidence=v) for v in MIN_CONFIDENCES])
-            best = s.best("labels", [dataclasses.replace(best, soft_labels=v) for v in (False, True)])
-            s.prefetch("use", [(best, r, m) for r, m in USES])
-            uses = {(r, m): s.score(best, "use", r, m) for r, m in USES}
-    top = max(uses, key=uses.get)
-    top_up = rare_top_up(source, best, train, val, teacher, choice.recipe, dev, progress)
+        uses = search_uses(s, base, snaps) if searched else {}
+        if reach is not None:  # the probe is a use measured like the others: it may win
+            uses.setdefault((base, *PROBE_USE), reach["val_accuracy"])
+    searched_sampling = next(iter(uses))[0]  # the sampling search's choice, or the default where it did not run
+    top = max(uses, key=uses.get)  # (sampling, ratio, mix); a tie goes to the searched sampling
+    best = top[0]
+    top_up = rare_top_up(source, best, train, val, s.teacher, choice.recipe, dev, progress)
     top_up_val = top_up["val_balanced_accuracy"] if top_up and top_up["shape"].classes else -1.0
     # synthetic data must beat the baseline clearly (by more than the validation split's noise), and the top-up
-    top_outcomes = s.outcomes.get(s.key(best, *top))
+    top_outcomes = s.outcomes.get(s.key(*top))
     gain, se = (paired_gain(top_outcomes, np.asarray(choice.outcomes), val.labels.numpy())
                 if top_outcomes is not None else (-1.0, 0.0))
     synthetic = exceeds_noise(gain, se) and uses[top] >= top_up_val
     adopted_top_up = top_up_val > choice.val and not synthetic
     advice = {"baseline": choice.name, "recipe": describe_recipe(choice.recipe),
               "classifier": dataclasses.asdict(choice.recipe),
-              "synthetic": {"ratio": top[0], "mix": top[1], "labels": "soft" if best.soft_labels else "hard"}
+              "synthetic": {"ratio": top[1], "mix": top[2], "labels": "soft" if best.soft_labels else "hard"}
               if synthetic else None,
               "top_up": {**dataclasses.asdict(top_up["shape"]),
                          "described": top_up["shape"].describe(train.class_names)} if adopted_top_up else None,
@@ -224,7 +239,8 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
               "sampling": dataclasses.asdict(best),
               "baseline": choice.summary(), "teacher": teacher_info,
               "synthetic_only_val_accuracy": s.scores.get(s.key(best, None)), "reach": reach,
-              "use_val_accuracy": {f"{r:g} {m}": a for (r, m), a in uses.items()},
+              "use_val_accuracy": {f"{r:g} {m}" + ("" if c == searched_sampling else " (default sampling)"): a
+                                   for (c, r, m), a in uses.items()},
               "use_gain": {"gain": gain, "standard_error": se},
               "real": str(real), "holdout": holdout, "train_images": len(train), "val_images": len(val),
               "recipe": dataclasses.asdict(recipe), "trials": s.rows, "seconds": time.perf_counter() - started}
@@ -235,6 +251,18 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
                                 f"(the search table is in the result)")
         result["written"] = str(write_sampling(run, best, result))
     return result
+
+
+def search_uses(s: Search, base: SamplingConfig, snaps: list[tuple[str, ...] | None]
+                ) -> dict[tuple[SamplingConfig, float, str], float]:
+    """The sampling search from `base` (snapshots, latent scale, filter, labels, each keeping the best), then every
+    use of `USES` at the sampling it chose: their validation scores by (sampling, ratio, mix)."""
+    best = s.best("snapshots", [dataclasses.replace(base, snapshots=c) for c in snaps])
+    best = s.best("latent scale", [dataclasses.replace(best, latent_scale=v) for v in LATENT_SCALES])
+    best = s.best("filter", [dataclasses.replace(best, min_confidence=v) for v in MIN_CONFIDENCES])
+    best = s.best("labels", [dataclasses.replace(best, soft_labels=v) for v in (False, True)])
+    s.prefetch("use", [(best, r, m) for r, m in USES])
+    return {(best, r, m): s.score(best, "use", r, m) for r, m in USES}
 
 
 def within_reach(s: Search, base: SamplingConfig, choice: BaselineChoice) -> dict[str, Any]:
@@ -250,9 +278,10 @@ def within_reach(s: Search, base: SamplingConfig, choice: BaselineChoice) -> dic
 
 def describe_reach(reach: dict[str, Any]) -> str:
     """What the probe use scored against the baseline, in words."""
+    se = reach["standard_error"]
+    spread = f"{reach['gain'] / se:+.1f} standard errors" if se else "no spread"
     return (f"synthetic data at default sampling ({reach['use']}) scored {100 * reach['val_accuracy']:.2f}%, "
-            f"{100 * reach['gain']:+.2f} points against the baseline "
-            f"({reach['gain'] / max(reach['standard_error'], 1e-12):+.1f} standard errors; the search runs above "
+            f"{100 * reach['gain']:+.2f} points against the baseline ({spread}; the search runs from "
             f"{-REACH_SE:g})")
 
 
@@ -300,10 +329,12 @@ def verdict(advice: dict[str, Any], best_mix: float) -> str:
 
 def format_trials(result: dict[str, Any]) -> str:
     """The search table: the baseline trials, then stage, setting, ratio and validation score of each trial."""
-    lines = [format_choice(result["baseline"]), "", f"teacher: {result['teacher']['steps']} steps, "
-              f"{100 * result['teacher']['val_balanced_accuracy']:.2f}% on validation", "",
-              "| stage | snapshots | latent scale | min confidence | labels | use | steps | val balanced accuracy |",
-              "|---|---|---:|---:|---|---|---:|---:|"]
+    teacher = result["teacher"]
+    lines = [format_choice(result["baseline"]), "", f"teacher: {teacher['steps']} steps, "
+             f"{100 * teacher['val_balanced_accuracy']:.2f}% on validation" if teacher else
+             "teacher: none needed (no filter, soft labels or top-up to judge)", "",
+             "| stage | snapshots | latent scale | min confidence | labels | use | steps | val balanced accuracy |",
+             "|---|---|---:|---:|---|---|---:|---:|"]
     if result.get("reach") and not result["reach"]["searched"]:
         lines[4:4] = [f"sampling search skipped: {describe_reach(result['reach'])}", ""]
     for row in result["trials"]:

@@ -122,8 +122,8 @@ def test_bench_tune_times_tune_one_at_a_time_side_by_side_and_probe_first(tiny_r
     stdout, result = _bench("bench_tune", args, tmp_path)
     assert "| side by side |" in stdout and "| one at a time | " in stdout and "| 1.00 |" in stdout
     assert sorted(k.rsplit("|", 1)[1] for k in result) == ["one at a time", "probe first", "side by side"]
-    for r in result.values():  # each a whole tune: the named baseline, its teacher, the search table
-        assert r["wall_seconds"] > 0 and r["baseline"]["name"] == "plain" and r["teacher"]["steps"] == 4
-    for mode, r in ((k.rsplit("|", 1)[1], r) for k, r in result.items()):
+    for mode, r in ((k.rsplit("|", 1)[1], r) for k, r in result.items()):  # each a whole tune, its search table
         full = {t["stage"] for t in r["trials"]} >= {"snapshots", "latent scale", "use"}
+        assert r["wall_seconds"] > 0 and r["baseline"]["name"] == "plain"
         assert full if mode != "probe first" else (r["reach"]["searched"] == full and r["trials"][0]["stage"] == "use")
+        assert (r["teacher"] or {}).get("steps") == (4 if full else None)  # the tiny folder is even: no top-up

@@ -97,7 +97,11 @@ def test_tune_skips_the_sampling_search_only_where_synthetic_data_is_clearly_bel
     assert [t["stage"] for t in skipped["trials"]] == ["use"]  # the probe alone: no sampling trial, no other use
     assert skipped["sampling"]["snapshots"] is None and skipped["sampling"]["latent_scale"] == 1.0
     assert list(skipped["use_val_accuracy"]) == ["1 finetune"]
-    assert "sampling search skipped: synthetic data at default sampling (1 finetune)" in tuning.format_trials(skipped)
+    table = tuning.format_trials(skipped)
+    assert "sampling search skipped: synthetic data at default sampling (1 finetune)" in table
+    # an even folder without the search has nothing for a teacher to judge: none is trained
+    assert skipped["teacher"] is None and skipped["sampling"]["teacher_steps"] is None and skipped["top_up"] is None
+    assert "teacher: none needed" in table
     with pytest.raises(synthaug.SynthaugError, match="unknown sampling search 'some'"):
         synthaug.tune(split_run, recipe=recipe, progress=False, write=False, sampling_search="some")
 
@@ -119,6 +123,7 @@ def test_tune_on_an_uneven_folder_shapes_a_rare_class_top_up(tmp_path):
     run = synthaug.fit(train, tmp_path / "run", arch="mlp", max_steps=30, batch_size=32, progress=False)
     recipe = synthaug.ClassifierRecipe(steps=8, batch_size=32)
     result = synthaug.tune(run, recipe=recipe, teacher_steps=4, progress=False)
+    assert result["teacher"]["steps"] == 4  # the top-up's shaping needs it, searched or not
     top_up = result["top_up"]
     assert top_up is not None and top_up["trials"][0]["shape"] is None  # the baseline alone, scored first
     assert tuple(top_up["trials"][1]["shape"]["classes"]) == (3,)  # every rare class, then shaped
