@@ -78,11 +78,17 @@ def _read_trial(entry: dict[str, Any]) -> tuple[np.ndarray, int]:
 def trial_outcomes_many(jobs: Sequence[tuple[Condition, LabelledImages, LabelledImages, ClassifierRecipe]],
                         device: torch.device | str = "cpu") -> list[tuple[np.ndarray, int]]:
     """`trial_outcomes` of each (condition, train, val, recipe), the trials not kept on disk trained side by side
-    on the CPU's cores (`run_parallel`)."""
-    kept = [_kept(_trial_path(*job), _read_trial) for job in jobs]
-    missing = [job for job, k in zip(jobs, kept) if k is None]
-    trained = iter(run_parallel([functools.partial(trial_outcomes, *job, device) for job in missing], device))
-    return [k if k is not None else next(trained) for k in kept]
+    on the CPU's cores (`run_parallel`); jobs that train the same thing (e.g. a cap that keeps every image) train
+    once."""
+    paths = [_trial_path(*job) for job in jobs]
+    kept = {path: _kept(path, _read_trial) for path in paths}
+    missing: dict[Path, tuple] = {}
+    for path, job in zip(paths, jobs):
+        if kept[path] is None:
+            missing.setdefault(path, job)
+    kept.update(zip(missing, run_parallel([functools.partial(trial_outcomes, *job, device)
+                                           for job in missing.values()], device)))
+    return [kept[path] for path in paths]
 
 
 def _kept(path: Path, read: Callable[[dict[str, Any]], T]) -> T | None:

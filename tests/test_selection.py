@@ -16,7 +16,7 @@ from synthaug import selection
 from synthaug.conditions import Condition
 from synthaug.selection import (auto_folds, choose_baseline, clearly_better, format_choice, paired_gain, rare_classes,
                                 search_folds,
-                                successive_halving, trial_outcomes, validation_split)
+                                successive_halving, trial_outcomes, trial_outcomes_many, validation_split)
 
 TINY = ClassifierRecipe(steps=16, batch_size=32)
 
@@ -163,6 +163,22 @@ def test_a_kept_trial_is_not_trained_again_and_a_changed_one_is(digits_dir, monk
         path.write_text("{not json", encoding="utf-8")  # damaged entries are trained again, not trusted
     again, _ = trial_outcomes(Condition(), train, val, TINY)
     assert len(trained) == 4 and np.array_equal(again, first)  # seeded: the same outcomes
+
+
+def test_jobs_that_train_the_same_thing_train_once(digits_dir, monkeypatch):
+    train, val = validation_split(load_image_folder(digits_dir, progress=False), 0.2)
+    trained = []
+    real_train = selection.train_condition
+
+    def counting(condition, *args, **kwargs):  # the real training, counted
+        trained.append(condition.name)
+        return real_train(condition, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "train_condition", counting)
+    other = dataclasses.replace(TINY, seed=3)
+    results = trial_outcomes_many([(Condition(), train, val, other), (Condition(baseline="trivial"), train, val, other),
+                                   (Condition(), train, val, other)])
+    assert trained == ["real", "real + trivial"] and np.array_equal(results[0][0], results[2][0])
 
 
 def test_choose_baseline_skips_losses_on_even_classes_and_rejects_unknown_names(digits_dir):
