@@ -140,16 +140,22 @@ def test_a_small_validation_split_is_searched_on_disjoint_folds_of_the_folder(di
     assert choose_baseline(train, val, TINY, augments=("plain", "cutmix"), rungs=1) == choice  # kept on disk
 
 
-def test_a_kept_trial_is_not_trained_again_and_a_changed_one_is(digits_dir, monkeypatch):
-    train, val = validation_split(load_image_folder(digits_dir, progress=False), 0.2)
-    trained = []
+@pytest.fixture
+def trained(monkeypatch) -> list[str]:
+    """The names of the conditions the searches train from here on (the real training, counted)."""
+    names: list[str] = []
     real_train = selection.train_condition
 
-    def counting(condition, *args, **kwargs):  # the real training, counted
-        trained.append(condition.name)
+    def counting(condition, *args, **kwargs):
+        names.append(condition.name)
         return real_train(condition, *args, **kwargs)
 
     monkeypatch.setattr(selection, "train_condition", counting)
+    return names
+
+
+def test_a_kept_trial_is_not_trained_again_and_a_changed_one_is(digits_dir, trained):
+    train, val = validation_split(load_image_folder(digits_dir, progress=False), 0.2)
     first, images = trial_outcomes(Condition(), train, val, TINY)
     assert images == len(train) and first.shape == (len(val),) and set(np.unique(first)) <= {0.0, 1.0}
     again, _ = trial_outcomes(Condition(), train, val, TINY)
@@ -165,16 +171,8 @@ def test_a_kept_trial_is_not_trained_again_and_a_changed_one_is(digits_dir, monk
     assert len(trained) == 4 and np.array_equal(again, first)  # seeded: the same outcomes
 
 
-def test_jobs_that_train_the_same_thing_train_once(digits_dir, monkeypatch):
+def test_jobs_that_train_the_same_thing_train_once(digits_dir, trained):
     train, val = validation_split(load_image_folder(digits_dir, progress=False), 0.2)
-    trained = []
-    real_train = selection.train_condition
-
-    def counting(condition, *args, **kwargs):  # the real training, counted
-        trained.append(condition.name)
-        return real_train(condition, *args, **kwargs)
-
-    monkeypatch.setattr(selection, "train_condition", counting)
     other = dataclasses.replace(TINY, seed=3)
     results = trial_outcomes_many([(Condition(), train, val, other), (Condition(baseline="trivial"), train, val, other),
                                    (Condition(), train, val, other)])
