@@ -81,7 +81,7 @@ def trial_outcomes_many(jobs: Sequence[tuple[Condition, LabelledImages, Labelled
     on the CPU's cores (`run_parallel`); jobs that train the same thing (e.g. a cap that keeps every image) train
     once."""
     paths = [_trial_path(*job) for job in jobs]
-    kept = {path: _kept(path, _read_trial) for path in paths}
+    kept = {path: _kept(path, _read_trial) for path in dict.fromkeys(paths)}  # each distinct trial read once
     missing: dict[Path, tuple] = {}
     for path, job in zip(paths, jobs):
         if kept[path] is None:

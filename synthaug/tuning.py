@@ -111,6 +111,15 @@ class Search:
         return Condition(pool, ratio, with_real=ratio is not None, soft=sampling.soft_labels,
                          mix="finetune:0.5" if mix == "finetune" else mix)
 
+    def gain(self, sampling: SamplingConfig, ratio: float | None, mix: str, choice: BaselineChoice
+             ) -> tuple[float, float]:
+        """A trial's paired gain over the baseline on the validation images, and its standard error ((-1, 0) for a
+        trial that failed)."""
+        outcomes = self.outcomes.get(self.key(sampling, ratio, mix))
+        if outcomes is None:
+            return -1.0, 0.0
+        return paired_gain(outcomes, np.asarray(choice.outcomes), self.val.labels.numpy())
+
     def best(self, stage: str, candidates: list[SamplingConfig]) -> SamplingConfig:
         """The candidate with the highest validation score (the first on ties)."""
         self.prefetch(stage, [(c, None, "concat") for c in candidates])
@@ -220,9 +229,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     top_up = rare_top_up(source, best, train, val, s.teacher, choice.recipe, dev, progress)
     top_up_val = top_up["val_balanced_accuracy"] if top_up and top_up["shape"].classes else -1.0
     # synthetic data must beat the baseline clearly (by more than the validation split's noise), and the top-up
-    top_outcomes = s.outcomes.get(s.key(*top))
-    gain, se = (paired_gain(top_outcomes, np.asarray(choice.outcomes), val.labels.numpy())
-                if top_outcomes is not None else (-1.0, 0.0))
+    gain, se = s.gain(*top, choice)
     synthetic = exceeds_noise(gain, se) and uses[top] >= top_up_val
     adopted_top_up = top_up_val > choice.val and not synthetic
     advice = {"baseline": choice.name, "recipe": describe_recipe(choice.recipe),
@@ -269,9 +276,7 @@ def within_reach(s: Search, base: SamplingConfig, choice: BaselineChoice) -> dic
     """Whether the sampling search is worth running: the probe use at default sampling against the baseline on the
     same validation images (searched: not more than REACH_SE standard errors below it)."""
     accuracy = s.score(base, "use", *PROBE_USE)
-    outcomes = s.outcomes.get(s.key(base, *PROBE_USE))
-    gain, se = (paired_gain(outcomes, np.asarray(choice.outcomes), s.val.labels.numpy())
-                if outcomes is not None else (-1.0, 0.0))
+    gain, se = s.gain(base, *PROBE_USE, choice)
     return {"use": f"{PROBE_USE[0]:g} {PROBE_USE[1]}", "val_accuracy": accuracy, "gain": gain,
             "standard_error": se, "searched": gain >= -REACH_SE * se}
 
