@@ -6,7 +6,8 @@ docs/results-baselines.md.
 
 Protocols (training folders made from data/fashion/train and data/icons/train, tested on their test/ folders):
 fashion-1% and fashion-10% (stratified fractions), fashion-rare (Coat, Shirt and Pullover cut to 1%), fashion-3000
-(3,000 images in class sizes spread over 4x), icons (32 px RGB), fashion (all of it).
+(3,000 images in class sizes spread over 4x), icons (32 px RGB; validation keeps each icon's sizes together),
+fashion (all of it).
 
 Stages: `baselines` trains every baseline of `synthaug.classify.BASELINES` (imbalance ones only where classes are
 uneven) on the whole training folder and tests it; `chosen` asks `choose_baseline` (a validation split of the
@@ -40,6 +41,7 @@ from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, Classifie
                                predict, with_baseline)
 from synthaug.conditions import Condition, train_condition
 from synthaug.data.folder import LabelledImages, load_image_folder
+from synthaug.data.icons import ICON_GROUPS
 from synthaug.device import run_parallel
 from synthaug.protocols import PROTOCOL_FIT, subset_folder
 from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
@@ -50,7 +52,7 @@ RARE = ("Coat", "Shirt", "Pullover")
 def protocol_data(name: str, root: Path) -> tuple[LabelledImages, LabelledImages, Path, np.ndarray | None]:
     """(training set, test set, the folder it comes from, its images' scan positions there or None for all)."""
     if name == "icons":
-        return (load_image_folder(root / "icons/train", 32, 3, progress=False),
+        return (load_image_folder(root / "icons/train", 32, 3, progress=False, group_by=ICON_GROUPS),
                 load_image_folder(root / "icons/test", 32, 3, progress=False), root / "icons/train", None)
     full = load_image_folder(root / "fashion/train", progress=False)
     test = load_image_folder(root / "fashion/test", progress=False)
@@ -129,9 +131,13 @@ class Rows:
         run_parallel([rows[k] for k in todo], "cpu", landed)
 
 
-def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int) -> str:
+def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int, named: str | None = None) -> str:
     """The protocol's baseline chosen on a validation split of its training set at `steps` (searched once; the
-    search is in the JSON)."""
+    search is in the JSON), or `named` (e.g. the one `tune`'s own search chose), recorded as named."""
+    if named is not None:
+        rows.data["choices"].setdefault(f"{name}|{steps}|named", {"name": named, "named": True})
+        rows.save()
+        return named
     train, val = validation_split(real, 0.1)
     folds = auto_folds(len(val))
     key = f"{name}|{steps}" + (f"|{folds} folds" if folds > 1 else "")  # a single-split search keeps its old key
@@ -167,10 +173,10 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
     import synthaug
     from synthaug.sources import resolve_source
 
-    chosen = chosen_baseline(rows, name, real, args.steps)
+    chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
     run = fitted_run(rows, name, real, args)
     if name not in rows.data.setdefault("tune", {}):
-        result = synthaug.tune(run, baseline=chosen, progress=False)
+        result = synthaug.tune(run, baseline=chosen, progress=False, group_by=ICON_GROUPS if name == "icons" else None)
         rows.data["tune"][name] = {k: result[k] for k in ("advice", "verdict", "sampling", "teacher", "seconds",
                                                           "use_val_accuracy", "synthetic_only_val_accuracy")}
         rows.data["tune"][name]["trials"] = result["trials"]
@@ -201,7 +207,9 @@ def summary_table(data: dict[str, Any], protocol: str) -> str:
     for k, v in data.get("choices", {}).items():
         if k.startswith(protocol + "|"):
             folds = v.get("folds", 1)
-            chosen.setdefault(v["name"], []).append(f"{folds} folds" if folds > 1 else "one split")
+            how = "named" if v.get("named") else \
+                f"chosen on {folds} validation folds" if folds > 1 else "chosen on one validation split"
+            chosen.setdefault(v["name"], []).append(how)
     lines = ["| recipe | steps | seeds | test accuracy | balanced accuracy | rare-class recall |",
              "|---|---:|---:|---:|---:|---:|"]
 
@@ -211,7 +219,7 @@ def summary_table(data: dict[str, Any], protocol: str) -> str:
 
     for (row, steps), rs in sorted(groups.items(), key=lambda kv: -np.mean([r["accuracy"] for r in kv[1]])):
         rare = [r["rare_recall"] for r in rs if r["rare_recall"] is not None]
-        label = f"**{row}** (chosen on validation: {', '.join(chosen[row])})" if row in chosen else row
+        label = f"**{row}** ({', '.join(chosen[row])})" if row in chosen else row
         lines.append(f"| {label} | {steps} | {len(rs)} | {cell([r['accuracy'] for r in rs])} | "
                      f"{cell([r['balanced_accuracy'] for r in rs])} | {cell(rare) if rare else '-'} |")
     return "\n".join(lines)
@@ -227,6 +235,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=Path("docs/results-baselines.json"))
+    ap.add_argument("--baseline", default=None,
+                    help="name the baseline (e.g. the one tune's own search chose) instead of searching for it")
     ap.add_argument("--table", action="store_true", help="print the tables of the rows measured so far, and stop")
     args = ap.parse_args()
     rows = Rows(args.json)
@@ -246,8 +256,8 @@ def main() -> None:
         elif args.stage == "synthetic":
             synthetic_rows(rows, name, real, test, args)
         else:
-            chosen = chosen_baseline(rows, name, real, args.steps)
-            print(f"{name}: chosen on validation: {chosen}", flush=True)
+            chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
+            print(f"{name}: the chosen baseline: {chosen}", flush=True)
             rows.measure({f"{name}|{chosen}|{steps}|{seed}": functools.partial(
                 test_row, real, test, with_baseline(ClassifierRecipe(steps=steps, seed=seed), chosen))
                 for steps in (args.steps, 2 * args.steps) for seed in range(args.seeds)})

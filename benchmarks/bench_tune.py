@@ -29,7 +29,7 @@ MODES = {"side by side": ({"SYNTHAUG_TRIAL_WORKERS": str(len(os.sched_getaffinit
 
 
 def one_tune(run: str, real: str | None, baseline: str, steps: int | None, teacher_steps: int | None,
-             sampling_search: str) -> None:
+             sampling_search: str, group_by: str | None) -> None:
     """In the child: tune the run and print its result as JSON on the last line."""
     import synthaug
     from synthaug.tuning import TUNE_RECIPE
@@ -37,7 +37,7 @@ def one_tune(run: str, real: str | None, baseline: str, steps: int | None, teach
     recipe = TUNE_RECIPE if steps is None else synthaug.ClassifierRecipe(steps=steps, seed=0)
     t = time.perf_counter()
     result = synthaug.tune(run, real=real, baseline=baseline, recipe=recipe, teacher_steps=teacher_steps,
-                           write=False, progress=False, sampling_search=sampling_search)
+                           write=False, progress=False, sampling_search=sampling_search, group_by=group_by)
     keep = ("verdict", "advice", "baseline", "teacher", "trials", "train_images", "val_images", "reach",
             "use_val_accuracy", "top_up")
     print(json.dumps({**{k: result[k] for k in keep}, "seconds": time.perf_counter() - t}, default=str))
@@ -46,7 +46,8 @@ def one_tune(run: str, real: str | None, baseline: str, steps: int | None, teach
 def measure(args: argparse.Namespace, mode: str) -> dict:
     """One mode's tune, in a fresh process with an empty cache."""
     extra = [f"--{k.replace('_', '-')}={v}" for k, v in (("steps", args.steps), ("teacher_steps", args.teacher_steps),
-                                                        ("real", args.real)) if v is not None]
+                                                        ("real", args.real), ("group_by", args.group_by))
+             if v is not None]
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, **MODES[mode][0], "SYNTHAUG_CACHE_DIR": cache}
         t = time.perf_counter()
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--baseline", default="auto", help="'auto' searches the baselines (as tune does by default)")
     ap.add_argument("--steps", type=int, help="the classifier budget of the search [default: tune's]")
     ap.add_argument("--teacher-steps", type=int, help="fix the teacher's budget [default: tune's search of it]")
+    ap.add_argument("--group-by", help="tune's --group-by: groups of images validation keeps together")
     ap.add_argument("--modes", default="side by side,one at a time",
                     help=f"comma-separated, of: {', '.join(MODES)} (ratios to 'one at a time' where it is measured)")
     ap.add_argument("--json", type=Path, default=Path("bench-tune.json"))
@@ -71,7 +73,8 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return one_tune(args.run, args.real, args.baseline, args.steps, args.teacher_steps, args.sampling_search)
+        return one_tune(args.run, args.real, args.baseline, args.steps, args.teacher_steps, args.sampling_search,
+                        args.group_by)
     modes = [m.strip() for m in args.modes.split(",")]
     unknown = set(modes) - set(MODES)
     if unknown:
@@ -79,7 +82,7 @@ def main() -> None:
     modes = [m for m in MODES if m in modes]
     data = json.loads(args.json.read_text()) if args.json.is_file() else {}
     prefix = (f"{args.run}|{args.baseline}|{args.steps or 'default'}|{args.teacher_steps or 'default'}"
-              + (f"|{args.real}" if args.real else ""))
+              + (f"|{args.real}" if args.real else "") + (f"|groups {args.group_by}" if args.group_by else ""))
     for mode in modes:
         key = f"{prefix}|{mode}"
         if key not in data:

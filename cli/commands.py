@@ -48,7 +48,7 @@ def fashion_mnist(out: Path, source: Path | None, limit: int | None) -> None:
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Share of icons held out.")
 def oxygen_icons(out: Path, source: Path | None, test_fraction: float) -> None:
     """Write Debian's oxygen icons (RGBA PNGs, several sizes) as OUT/{train,test}/<context>/*.png."""
-    from synthaug.data.icons import write_icons
+    from synthaug.data.icons import ICON_GROUPS, write_icons
 
     if not 0.0 < test_fraction < 1.0:
         raise click.UsageError(f"--test-fraction must lie strictly between 0 and 1 (got {test_fraction})")
@@ -56,6 +56,8 @@ def oxygen_icons(out: Path, source: Path | None, test_fraction: float) -> None:
     for split, per_class in counts.items():
         click.echo(f"{out}/{split}: {sum(per_class.values())} images, " +
                    ", ".join(f"{c} {n}" for c, n in sorted(per_class.items())))
+    click.echo(f"each icon comes at several sizes: give tune and benchmark --group-by '{ICON_GROUPS}' so that "
+               f"validation never scores an icon seen in training at another size")
 
 
 @cli.command()
@@ -112,6 +114,15 @@ def baseline_option(f):
              "of the training folder (or takes tune's advice for the run); 'off' trains every condition with the "
              f"classifier flags as given; or one of {', '.join(AUGMENT_BASELINES)}, optionally ' + ' one of "
              f"{', '.join(IMBALANCE_BASELINES)}.")(f)
+
+
+def group_by_option(f):
+    """--group-by, shared by benchmark and tune."""
+    return click.option(
+        "--group-by", default=None, metavar="REGEX",
+        help="Keep images whose file names (under their class folder) give the same match on one side of the "
+             "validation split: the first parenthesised group, else the whole match; e.g. "
+             r"'^\d+x\d+-(.+)$' for one icon drawn at several sizes.")(f)
 
 
 def _baseline(value: str) -> str | None:
@@ -230,7 +241,7 @@ BENCHMARK_FLAGS = {
     "teacher_steps": ("sampling", "teacher_steps"),
     "real_fraction": "fractions", "keep": "keep", "imbalance": "rare", "fit_minutes": "fit", "fit_steps": "fit",
     "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "fit_lecam": "fit", "class_balance": "fit", "work": "work",
-    "baseline": "baseline", "held_out": "held_out", "headroom": None, "top_up": None, "quiet": None,
+    "baseline": "baseline", "group_by": "group_by", "held_out": "held_out", "headroom": None, "top_up": None, "quiet": None,
 }
 
 
@@ -292,6 +303,7 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
               help="Train synthetic conditions on hard labels, on the teacher's soft labels, or both when available.")
 @sampling_options
 @baseline_option
+@group_by_option
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat every condition with this many seeds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="First classifier seed.")
@@ -357,7 +369,7 @@ def benchmark(ctx: click.Context, **flags) -> None:
               "ratios": () if f["ratios"] == "none" else _positive("--ratios", _numbers("--ratios", f["ratios"])),
               "mixes": tuple(f["mix_recipes"].split(",")), "logreg": f["logreg"], "keep": f["keep"],
               "work": _str(f["work"]), "rare": tuple(f["imbalance"].split(",")) if f["imbalance"] else None,
-              "baseline": _baseline(f["baseline"]), "held_out": _str(f["held_out"]),
+              "baseline": _baseline(f["baseline"]), "group_by": f["group_by"], "held_out": _str(f["held_out"]),
               "teacher_steps": f["teacher_steps"],
               "fractions": _numbers("--real-fraction", f["real_fraction"]) if f["real_fraction"] else None}
     if "fit" in takes:
@@ -466,12 +478,13 @@ def select_best(run: Path, from_epoch: int, quiet: bool) -> None:
 @click.option("--teacher-steps", type=int, default=None,
               help="Steps of the teacher [default: its budget follows the folder; the better of half of it and all of it].")
 @baseline_option
+@group_by_option
 @click.option("--full-search", is_flag=True,
               help="Search the sampling even where synthetic data at default sampling is clearly below the baseline.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
 def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teacher_steps: int | None, baseline: str,
-         full_search: bool, device: str, quiet: bool) -> None:
+         group_by: str | None, full_search: bool, device: str, quiet: bool) -> None:
     """Advise the best whole recipe for RUN's folder (classifier baseline, then whether and how to add RUN's
     images) by validation accuracy; write it into RUN/sampling.json, where export and benchmark find it."""
     from synthaug.tuning import TUNE_RECIPE, format_trials
@@ -483,7 +496,7 @@ def tune(run: Path | None, real: Path | None, holdout: float, steps: int, teache
     recipe = dataclasses.replace(TUNE_RECIPE, steps=steps)
     result = synthaug.tune(_source(run), real=real, holdout=holdout, recipe=recipe, teacher_steps=teacher_steps,
                            device=device, progress=not quiet, baseline=_baseline(baseline),
-                           sampling_search="full" if full_search else "auto")
+                           sampling_search="full" if full_search else "auto", group_by=group_by)
     click.echo(format_trials(result))
     click.echo(f"chosen sampling: {json.dumps(result['sampling'], sort_keys=True)}")
     click.echo(f"tune took {result['seconds']:.0f} s")

@@ -41,12 +41,12 @@ def test_split_of(real_dir: str | Path) -> Path:
 
 
 def load_real_and_test(real_dir: str | Path, test_dir: str | Path | None, image_shape: Sequence[int] | None,
-                       progress: bool) -> tuple[LabelledImages, LabelledImages, Path]:
+                       progress: bool, group_by: str | None = None) -> tuple[LabelledImages, LabelledImages, Path]:
     """The real training and test folders decoded at `image_shape` (C, H, W; the synthetic images' shape, or None
-    for the folder's own), with matching classes."""
+    for the folder's own), with matching classes; the training images grouped by `group_by` (see `file_groups`)."""
     test_dir = Path(test_dir) if test_dir else test_split_of(real_dir)
     res, ch = (image_shape[-1], image_shape[0]) if image_shape else (None, None)
-    real = load_image_folder(real_dir, res, ch, progress=progress)
+    real = load_image_folder(real_dir, res, ch, progress=progress, group_by=group_by)
     test = load_image_folder(test_dir, int(real.images.shape[-1]), int(real.images.shape[1]), progress=progress)
     if test.class_names != real.class_names:
         raise DataError(f"{test_dir}: classes {list(test.class_names)} differ from {real_dir}'s "
@@ -188,7 +188,7 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
               logreg: bool = False, real_fraction: float = 1.0, device: str = "auto",
               out: str | Path | None = None, progress: bool = True, mixes: tuple[str, ...] | None = ("concat",),
               labels: str = "auto", sampling: SamplingConfig | None = None, baseline: str | None = "auto",
-              holdout: float = 0.1) -> dict[str, Any]:
+              holdout: float = 0.1, group_by: str | None = None) -> dict[str, Any]:
     """Train one classifier per condition (real, synthetic, mixed at each ratio and mix recipe) and seed; test
     each on real data.
 
@@ -198,7 +198,8 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
     sampling.json). `labels`: "hard", "soft" (the teacher's probabilities: from the export, or for a generator a
     teacher trained on the real training folder) or "auto" (both when soft labels are available). Soft-label rows
     come with the teacher's own test accuracy. `seeds` repeats every condition with recipe seeds s, s+1, ...
-    (mean ± std); `real_fraction` keeps a stratified fraction of the real training folder. `baseline` is the
+    (mean ± std); `real_fraction` keeps a stratified fraction of the real training folder. `group_by` keeps
+    groups of training images (see `synthaug.data.folder.file_groups`) on one side of the validation split. `baseline` is the
     classifier baseline the synthetic conditions train with and are judged against (see `resolve_baseline`; the
     plain recipe's "real" row stays beside it). `out` is a report folder (report.json, report.md, plots). Returns
     the report dict.
@@ -215,7 +216,8 @@ def benchmark(real_dir: str | Path | None, test_dir: str | Path | None, syntheti
         if source is None:
             raise DataError("give a real training folder or a synthetic source whose run names one")
         real_dir = source.training_folder()
-    real, test, test_dir = load_real_and_test(real_dir, test_dir, source.image_shape if source else None, progress)
+    real, test, test_dir = load_real_and_test(real_dir, test_dir, source.image_shape if source else None, progress,
+                                              group_by)
     if real_fraction < 1.0:
         real = fraction_of(real, real_fraction)
     dev = resolve_device(device)

@@ -56,6 +56,7 @@ class CommonOptions:
     device: str = "auto"
     out: str | None = None  # the report folder (default: reports/<data name>-<time>)
     baseline: str | None = "auto"  # the classifier baseline synthetic data is judged on top of (see `benchmark`)
+    group_by: str | None = None  # groups of training images validation keeps together (see `file_groups`)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -229,7 +230,7 @@ def compare(o: CompareOptions, progress: bool = True) -> dict[str, Any]:
         raise DataError(f"{o.synthetic}: sampling settings apply to a generator, not to an export")
     return benchmark(real_folder(o), o.test, source, recipe=o.recipe, ratios=o.ratios, seeds=o.seeds,
                      logreg=o.logreg, device=o.device, out=report_folder(o), progress=progress, mixes=o.mixes,
-                     labels=o.labels, sampling=o.sampling, baseline=o.baseline)
+                     labels=o.labels, sampling=o.sampling, baseline=o.baseline, group_by=o.group_by)
 
 
 def low_data(o: LowDataOptions, progress: bool = True) -> dict[str, Any]:
@@ -251,7 +252,7 @@ def low_data(o: LowDataOptions, progress: bool = True) -> dict[str, Any]:
             syn = fit_and_export(folder, work / f"gan-{f:g}", o.fit, config, progress)
         report = benchmark(folder, o.test or test_split_of(real_dir), syn, recipe=o.recipe, ratios=o.ratios,
                            seeds=o.seeds, device=o.device, progress=progress, mixes=o.mixes, labels=o.labels,
-                           baseline=o.baseline)
+                           baseline=o.baseline, group_by=o.group_by)
         rows[f"{f:g}"] = {"fraction": f, "real_images": int(len(keep)), "synthetic": str(syn),
                           "results": report["results"]}
     return {"protocol": "low_data", "real": str(real_dir), "fractions": list(o.fractions), "ratios": list(o.ratios),
@@ -276,7 +277,7 @@ def headroom(o: HeadroomOptions, progress: bool = True) -> dict[str, Any]:
     images of the same folder, disjoint from it and drawn per class, in place of synthetic ones; the same
     classifier recipe. Its gains bound what any generator fitted on that fraction can add at that budget."""
     real_dir = real_folder(o)
-    full, test, test_dir = load_real_and_test(real_dir, o.test, None, progress)
+    full, test, test_dir = load_real_and_test(real_dir, o.test, None, progress, o.group_by)
     labels = full.labels.numpy()
     dev = resolve_device(o.device)
     rows = {}
@@ -308,7 +309,8 @@ def imbalance(o: ImbalanceOptions, progress: bool = True) -> dict[str, Any]:
     held = np.setdiff1d(np.arange(len(index.labels)), keep)  # the cut images: the ceiling's top-up
     report = rare_class_comparison(folder, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
                                    o.recipe, o.seeds, o.device, progress, baseline=o.baseline,
-                                   held_out=(real_dir, held), work=work, teacher_steps=o.teacher_steps)
+                                   held_out=(real_dir, held), work=work, teacher_steps=o.teacher_steps,
+                                   group_by=o.group_by)
     return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": o.keep,
             "fit_settings": o.fit.set()}
 
@@ -381,14 +383,14 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
                           rare_ids: Sequence[int], recipe: ClassifierRecipe, seeds: int = 1, device: str = "auto",
                           progress: bool = True, rows: Sequence[str] = RARE_ROWS, baseline: str | None = "auto",
                           held_out: tuple[str | Path, np.ndarray] | None = None, work: Path | None = None,
-                          teacher_steps: int | None = None) -> dict[str, Any]:
+                          teacher_steps: int | None = None, group_by: str | None = None) -> dict[str, Any]:
     """Per-class recall of a classifier trained on `folder` under each kind of `rows` (see `rare_conditions`), the
     real images decoded at the top-up's shape; `rare_recall` is the mean over `rare_ids`. `baseline` as in
     `benchmark` (chosen on a validation split of `folder`); `held_out` (a folder and the scan positions of real
     images never in `folder`) gives the ceiling row, at the same per-class counts as the synthetic top-up. `work`
     keeps the top-up choice and a journal of finished runs, so a stopped comparison resumes there; `teacher_steps`
-    trains the top-up search's teacher (None: the folder's budget)."""
-    real, test, test_dir = load_real_and_test(folder, test_dir, synthetic.image_shape, progress)
+    trains the top-up search's teacher (None: the folder's budget); `group_by` as in `benchmark`."""
+    real, test, test_dir = load_real_and_test(folder, test_dir, synthetic.image_shape, progress, group_by)
     top_up = export_source(synthetic.path, real.class_names, alone="synthetic top-up only",
                            mixed="real + synthetic top-up")
     ceiling = None
@@ -447,7 +449,7 @@ def top_up(o: TopUpOptions, progress: bool = True,
     held = None if o.held_out is None else (o.held_out, images_not_in(o.held_out, real_dir))
     return rare_class_comparison(real_dir, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
                                  o.recipe, o.seeds, o.device, progress, rows, o.baseline, held_out=held,
-                                 work=work_folder(o), teacher_steps=o.teacher_steps)
+                                 work=work_folder(o), teacher_steps=o.teacher_steps, group_by=o.group_by)
 
 
 def images_not_in(pool_dir: str | Path, real_dir: str | Path) -> np.ndarray:

@@ -168,7 +168,31 @@ def validation_split(real: LabelledImages, holdout: float, seed: int = 0) -> tup
         raise DataError(f"class {name!r} has {int(counts.min())} image(s); a validation split needs at least 2")
     k = len(real.class_names)
     fraction = max(holdout, k / len(real))  # sklearn's stratified split needs a validation image per class
-    return stratified_split(real, min(fraction, 0.5), seed)
+    if real.groups is None:
+        return stratified_split(real, min(fraction, 0.5), seed)
+    return grouped_split(real, min(fraction, 0.5), seed)
+
+
+def grouped_split(real: LabelledImages, fraction: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
+    """(train, validation) with about `fraction` of each class held out, whole groups on one side (scikit-learn's
+    stratified group folds: the first of round(1 / fraction))."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = real.labels.numpy()
+    for c in range(len(real.class_names)):
+        if len(np.unique(real.groups[labels == c])) < 2:
+            raise DataError(f"class {real.class_names[c]!r} is one group; a grouped validation split needs two")
+    folds = StratifiedGroupKFold(max(2, round(1 / fraction)), shuffle=True, random_state=seed)
+    sides = list(next(folds.split(labels, labels, real.groups)))  # [rest, held]
+    for c in range(len(real.class_names)):  # a class with every group on one side: move its smallest group over
+        for i in (0, 1):
+            if not (labels[sides[i]] == c).any():
+                other = sides[1 - i]
+                ids, sizes = np.unique(real.groups[other[labels[other] == c]], return_counts=True)
+                move = real.groups[other] == ids[sizes.argmin()]  # a group id belongs to one class
+                sides[i], sides[1 - i] = np.concatenate([sides[i], other[move]]), other[~move]
+    rest, held = sides
+    return real.subset(np.sort(rest)), real.subset(np.sort(held))
 
 
 def search_folds(train: LabelledImages, val: LabelledImages, folds: int) -> list[tuple[LabelledImages, LabelledImages]]:
@@ -176,13 +200,17 @@ def search_folds(train: LabelledImages, val: LabelledImages, folds: int) -> list
     val's size, each validating a classifier trained on the rest of the folder (val included)."""
     if folds <= 1:
         return [(train, val)]
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     labels = train.labels.numpy()
     splits = min(len(train) // max(len(val), 1), int(np.bincount(labels).min()))  # folds of about val's size
     if splits < 2:
         return [(train, val)]
-    parts = itertools.islice(StratifiedKFold(splits, shuffle=True, random_state=0).split(labels, labels), folds - 1)
+    if train.groups is None:
+        split = StratifiedKFold(splits, shuffle=True, random_state=0).split(labels, labels)
+    else:  # whole groups on one side, as in the first split
+        split = StratifiedGroupKFold(splits, shuffle=True, random_state=0).split(labels, labels, train.groups)
+    parts = itertools.islice(split, folds - 1)
     return [(train, val)] + [(concat(train.subset(np.sort(rest)), val), train.subset(np.sort(held)))
                              for rest, held in parts]
 

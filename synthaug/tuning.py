@@ -172,14 +172,15 @@ def choose_teacher(train: LabelledImages, val: LabelledImages, steps: int | None
 def tune(source: str | Path, *, real: str | Path | None = None, holdout: float = 0.1,
          recipe: ClassifierRecipe = TUNE_RECIPE, teacher_steps: int | None = None, device: str = "auto",
          write: bool = True, progress: bool = True, baseline: str | None = "auto",
-         sampling_search: str = "auto") -> dict[str, Any]:
+         sampling_search: str = "auto", group_by: str | None = None) -> dict[str, Any]:
     """Advise the best whole recipe for a run's folder: the classifier baseline and, on top of it, whether and how
     to use the run's generator; write it into run/sampling.json.
 
     `real` defaults to the run's training folder; `holdout` of each class is the validation split. `baseline`
     "auto" searches the baselines; a name fixes one. `sampling_search` "auto" skips the sampling search where
     synthetic data at default sampling is clearly below the baseline (`PROBE_USE`, `REACH_SE`); "full" always runs
-    it. Returns the advice, the verdict and every trial.
+    it. `group_by` keeps groups of images (e.g. one drawing at several sizes; see `file_groups`) on one side of the
+    validation split. Returns the advice, the verdict and every trial.
     """
     if sampling_search not in SAMPLING_SEARCHES:
         raise SynthaugError(f"unknown sampling search {sampling_search!r} (one of {', '.join(SAMPLING_SEARCHES)})")
@@ -188,7 +189,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     source = resolved.path
     real = Path(real) if real is not None else resolved.training_folder()
     gen_shape = resolved.image_shape
-    data = load_image_folder(real, gen_shape[-1], gen_shape[0], progress=progress)
+    data = load_image_folder(real, gen_shape[-1], gen_shape[0], progress=progress, group_by=group_by)
     train, val = validation_split(data, holdout)
     dev = resolve_device(device)
     if baseline == "auto":
@@ -249,7 +250,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
               "use_val_accuracy": {f"{r:g} {m}" + ("" if c == searched_sampling else " (default sampling)"): a
                                    for (c, r, m), a in uses.items()},
               "use_gain": {"gain": gain, "standard_error": se},
-              "real": str(real), "holdout": holdout, "train_images": len(train), "val_images": len(val),
+              "real": str(real), "holdout": holdout, "group_by": group_by, "train_images": len(train), "val_images": len(val),
               "recipe": dataclasses.asdict(recipe), "trials": s.rows, "seconds": time.perf_counter() - started}
     run = run_folder_of(source)
     if write:

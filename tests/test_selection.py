@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from synthaug.classify import (AUGMENT_BASELINES, ClassifierRecipe, _mix_soft, describe_recipe, train_on_phases,
                                Phase, TensorPool, with_baseline)
-from synthaug.data.folder import cache_dir, load_image_folder
+from synthaug.data.folder import cache_dir, load_image_folder, scan_folder
 from synthaug.errors import DataError, SynthaugError
 from synthaug import selection
 from synthaug.conditions import Condition
@@ -19,6 +20,8 @@ from synthaug.selection import (auto_folds, choose_baseline, clearly_better, for
                                 successive_halving, trial_outcomes, trial_outcomes_many, validation_split)
 
 TINY = ClassifierRecipe(steps=16, batch_size=32)
+ICONS = Path(__file__).resolve().parent / "assets" / "icons"  # each icon drawn at 32 and 48 px: <size>-<name>.png
+ICON_GROUPS = r"^\d+x\d+-(.+)\.png$"
 
 
 
@@ -224,3 +227,29 @@ def test_successive_halving_keeps_the_default_unless_a_challenger_beats_it_clear
     assert seen == [("b", "a", 8)]  # a (the default) reached the last rung though c scored above it
     margin = 0.1
     assert successive_halving("abcd", lambda n, s: scores[n], budget=8, rungs=2, finalists=2, beats=beats) == "b"
+
+
+def test_a_grouped_validation_split_keeps_every_size_of_an_icon_on_one_side():
+    data = load_image_folder(ICONS, progress=False, group_by=ICON_GROUPS)
+    icon = [(p.split("/")[0], p.split("-", 1)[1]) for p in scan_folder(ICONS).paths]  # (class, icon name)
+    same_icon = np.array([[a == b for b in icon] for a in icon])
+    assert (np.equal.outer(data.groups, data.groups) == same_icon).all()
+    assert len(set(data.groups.tolist())) < len(data)  # several icons come at both sizes
+    for seed in range(4):
+        train, val = validation_split(data, 0.2, seed)
+        assert len(train) + len(val) == len(data) and not set(train.groups) & set(val.groups)
+        assert sorted(set(val.labels.tolist())) == list(range(5)) == sorted(set(train.labels.tolist()))
+    for t, v in search_folds(train, val, 2):
+        assert not set(t.groups) & set(v.groups)  # the folds keep groups whole too
+    images = data.images.clone()
+    images[:, 0, 0, 0] = torch.arange(len(data))  # each image's position, to see where it went
+    ungrouped = dataclasses.replace(data, images=images, groups=None)  # split image by image, as without --group-by
+    splits = [validation_split(ungrouped, 0.2, seed) for seed in range(4)]
+    shared = [set(data.groups[t.images[:, 0, 0, 0].long()].tolist()) & set(data.groups[v.images[:, 0, 0, 0].long()]
+                                                                          .tolist()) for t, v in splits]
+    assert any(shared)  # there an icon is validated on at the size it was not trained on: the leak groups close
+    with pytest.raises(DataError, match="not a regular expression"):
+        load_image_folder(ICONS, progress=False, group_by="(")
+    whole = load_image_folder(ICONS, progress=False, group_by=r"^")  # every file of a class in one group
+    with pytest.raises(DataError, match="class 'actions' is one group"):
+        validation_split(whole, 0.2)

@@ -14,6 +14,7 @@ from synthaug.data.h5format import validate_export
 from synthaug.benchmarking import advised_use, resolve_baseline
 from synthaug.data.folder import load_image_folder
 from synthaug.runs import read_sampling
+from synthaug.selection import validation_split
 from synthaug.sources import resolve_source
 from synthaug_cli.commands import read_advice_of
 from synthaug_cli.main import cli
@@ -104,6 +105,11 @@ def test_tune_skips_the_sampling_search_only_where_synthetic_data_is_clearly_bel
     assert "teacher: none needed" in table
     with pytest.raises(synthaug.SynthaugError, match="unknown sampling search 'some'"):
         synthaug.tune(split_run, recipe=recipe, progress=False, write=False, sampling_search="some")
+    # images grouped by file name (here by their number's first digit) are validated on in whole groups
+    grouped = synthaug.tune(split_run, recipe=recipe, progress=False, write=False, group_by=r"^(\d)")
+    data = load_image_folder(resolve_source(split_run).training_folder(), progress=False, group_by=r"^(\d)")
+    assert grouped["group_by"] == r"^(\d)" and grouped["val_images"] == len(validation_split(data, 0.1)[1])
+    assert grouped["val_images"] != skipped["val_images"]  # whole groups: not the image-by-image split's count
 
 
 def test_tune_flags_give_one_line_errors(split_run):

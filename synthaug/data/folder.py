@@ -6,12 +6,14 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 import numpy as np
@@ -54,6 +56,8 @@ class LabelledImages:
     Attributes:
         images: (N, C, H, W) uint8.
         labels: (N,) int64.
+        groups: (N,) int64 group ids (images of one group, e.g. one object drawn at several sizes, stay on one side
+            of every validation split), or None: every image its own group.
     """
 
     images: torch.Tensor
@@ -61,6 +65,7 @@ class LabelledImages:
     class_names: tuple[str, ...]
     root: Path
     skipped: tuple[str, ...] = ()
+    groups: np.ndarray | None = None
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -73,12 +78,33 @@ class LabelledImages:
     def subset(self, index: np.ndarray | torch.Tensor) -> LabelledImages:
         """The images at `index` (same classes, same root)."""
         index = torch.as_tensor(np.asarray(index), dtype=torch.long)
-        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
+        groups = None if self.groups is None else self.groups[index.numpy()]
+        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index], groups=groups)
 
 
 def concat(a: LabelledImages, b: LabelledImages) -> LabelledImages:
-    """`a`'s images followed by `b`'s (the same classes)."""
-    return dataclasses.replace(a, images=torch.cat([a.images, b.images]), labels=torch.cat([a.labels, b.labels]))
+    """`a`'s images followed by `b`'s (the same classes); groups are kept where both have them."""
+    groups = None if a.groups is None or b.groups is None else np.concatenate([a.groups, b.groups])
+    return dataclasses.replace(a, images=torch.cat([a.images, b.images]), labels=torch.cat([a.labels, b.labels]),
+                               groups=groups)
+
+
+def file_groups(paths: Sequence[str], pattern: str) -> np.ndarray:
+    """A group id per file (paths relative to the folder root, '<class>/<file>'): files of one class whose
+    paths under the class folder match `pattern` with the same text (its first parenthesised group, else the
+    whole match) share one; a file that does not match is a group of its own."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"group pattern {pattern!r}: not a regular expression ({exc})") from None
+    keys = []
+    for path in paths:
+        cls, _, rest = path.partition("/")
+        m = regex.search(rest)
+        key = "file:" + rest if m is None else "group:" + (m.group(1) if regex.groups else m.group(0))
+        keys.append(f"{cls}/{key}")
+    _, ids = np.unique(np.array(keys), return_inverse=True)
+    return ids.astype(np.int64)
 
 
 def stratified_split(data: LabelledImages, fraction: float, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
@@ -280,8 +306,10 @@ def default_shape(probe: dict) -> tuple[int, int]:
 
 
 def load_image_folder(root: str | Path, resolution: int | None = None, channels: int | None = None,
-                      workers: int | None = None, progress: bool = True) -> LabelledImages:
-    """Decode a labelled folder once into uint8 tensors, reusing the on-disk cache while the folder is unchanged."""
+                      workers: int | None = None, progress: bool = True,
+                      group_by: str | None = None) -> LabelledImages:
+    """Decode a labelled folder once into uint8 tensors, reusing the on-disk cache while the folder is unchanged;
+    `group_by` (a regular expression, see `file_groups`) groups images that validation must not split."""
     index = scan_folder(root)
     probe = probe_folder(index, workers, progress)
     if len(probe["bad"]) == len(index.paths):
@@ -304,7 +332,11 @@ def load_image_folder(root: str | Path, resolution: int | None = None, channels:
     missing = [index.class_names[i] for i in range(len(index.class_names)) if i not in present]
     if missing:
         raise DataError(f"{index.root}: class folder(s) {missing} hold no readable images")
-    return LabelledImages(images, labels, index.class_names, index.root, tuple(skipped))
+    groups = None
+    if group_by is not None:
+        dropped = set(skipped)
+        groups = file_groups([p for p in index.paths if p not in dropped], group_by)
+    return LabelledImages(images, labels, index.class_names, index.root, tuple(skipped), groups)
 
 
 def _read_cache(path: Path, shape: tuple[int, int], files: int,

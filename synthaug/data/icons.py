@@ -19,6 +19,7 @@ from synthaug.errors import DataError
 DEFAULT_SOURCE = Path("/usr/share/icons/oxygen/base")
 SIZES = ("32x32", "48x48", "64x64", "128x128", "256x256")
 INSTALL_HINT = "apt-get install oxygen-icon-theme"
+ICON_GROUPS = r"^\d+x\d+-(.+)\.png$"  # `group_by` for one icon's sizes: validation must not split them
 
 
 def icon_split(name: str, test_fraction: float) -> str:
