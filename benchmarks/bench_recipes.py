@@ -135,7 +135,7 @@ def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int, nam
     """The protocol's baseline chosen on a validation split of its training set at `steps` (searched once; the
     search is in the JSON), or `named` (e.g. the one `tune`'s own search chose), recorded as named."""
     if named is not None:
-        rows.data["choices"].setdefault(f"{name}|{steps}|named", {"name": named, "named": True})
+        rows.data["choices"].setdefault(f"{name}|{steps}|named {named}", {"name": named, "named": True})
         rows.save()
         return named
     train, val = validation_split(real, 0.1)

@@ -84,7 +84,7 @@ def test_bench_recipes_resumes_row_by_row(digits_splits, tmp_path):
     stdout, _ = _bench("bench_recipes", [*args, "--stage", "chosen"], tmp_path)
     assert (tmp_path / "bench_recipes.json").read_text() == before  # every row was there: nothing trained again
     _, rows = _bench("bench_recipes", [*args, "--stage", "chosen", "--baseline", "erasing + weighted"], tmp_path)
-    assert rows["choices"]["fashion-50%|4|named"] == {"name": "erasing + weighted", "named": True}
+    assert rows["choices"]["fashion-50%|4|named erasing + weighted"] == {"name": "erasing + weighted", "named": True}
     assert {"fashion-50%|erasing + weighted|4|0", "fashion-50%|erasing + weighted|8|0"} <= set(rows["rows"])
     stdout, _ = _bench("bench_recipes", [*args, "--table"], tmp_path)
     assert f"| **{chosen}** (chosen on 3 validation folds) | 4 |" in stdout
