@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_s
 from synthaug.sampler import Sampler, needs_teacher, teacher_on
 from synthaug.selection import (MARGIN_SE, BaselineChoice, balanced_accuracy, balanced_of, choose_baseline,
                                 exceeds_noise, format_choice, paired_gain, rare_classes, trial_outcomes,
-                                validation_split)
+                                near_copy_warning, validation_split)
 from synthaug.topup import choose_top_up
 from synthaug.sources import resolve_source
 
@@ -191,6 +192,9 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     gen_shape = resolved.image_shape
     data = load_image_folder(real, gen_shape[-1], gen_shape[0], progress=progress, group_by=group_by)
     train, val = validation_split(data, holdout)
+    near_copies, warning = near_copy_warning(train, val)
+    if warning:
+        warnings.warn(f"{real}: {warning}", stacklevel=2)
     dev = resolve_device(device)
     if baseline == "auto":
         choice = choose_baseline(train, val, recipe, device=dev, progress=False)
@@ -250,7 +254,8 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
               "use_val_accuracy": {f"{r:g} {m}" + ("" if c == searched_sampling else " (default sampling)"): a
                                    for (c, r, m), a in uses.items()},
               "use_gain": {"gain": gain, "standard_error": se},
-              "real": str(real), "holdout": holdout, "group_by": group_by, "train_images": len(train), "val_images": len(val),
+              "real": str(real), "holdout": holdout, "group_by": group_by,
+              "val_near_copies": near_copies, "train_images": len(train), "val_images": len(val),
               "recipe": dataclasses.asdict(recipe), "trials": s.rows, "seconds": time.perf_counter() - started}
     run = run_folder_of(source)
     if write:

@@ -15,8 +15,8 @@ from synthaug.data.folder import cache_dir, load_image_folder, scan_folder
 from synthaug.errors import DataError, SynthaugError
 from synthaug import selection
 from synthaug.conditions import Condition
-from synthaug.selection import (auto_folds, choose_baseline, clearly_better, format_choice, paired_gain, rare_classes,
-                                search_folds,
+from synthaug.selection import (auto_folds, choose_baseline, clearly_better, format_choice, near_copy_warning,
+                                paired_gain, rare_classes, search_folds,
                                 successive_halving, trial_outcomes, trial_outcomes_many, validation_split)
 
 TINY = ClassifierRecipe(steps=16, batch_size=32)
@@ -248,6 +248,10 @@ def test_a_grouped_validation_split_keeps_every_size_of_an_icon_on_one_side():
     shared = [set(data.groups[t.images[:, 0, 0, 0].long()].tolist()) & set(data.groups[v.images[:, 0, 0, 0].long()]
                                                                           .tolist()) for t, v in splits]
     assert any(shared)  # there an icon is validated on at the size it was not trained on: the leak groups close
+    for seed, (t, v) in enumerate(splits):  # the near-copy check sees that leak, and none once groups are whole
+        share, warning = near_copy_warning(t, v)
+        assert share >= 0.1 and "--group-by" in warning
+        assert near_copy_warning(*validation_split(data, 0.2, seed)) == (0.0, None)
     with pytest.raises(DataError, match="not a regular expression"):
         load_image_folder(ICONS, progress=False, group_by="(")
     whole = load_image_folder(ICONS, progress=False, group_by=r"^")  # every file of a class in one group
