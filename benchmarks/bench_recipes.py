@@ -235,6 +235,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=Path("docs/results-baselines.json"))
+    ap.add_argument("--budgets", type=int, choices=(1, 2), default=2,
+                    help="the chosen stage's budgets: --steps alone (1), or also twice it (2)")
     ap.add_argument("--baseline", default=None,
                     help="name the baseline (e.g. the one tune's own search chose) instead of searching for it")
     ap.add_argument("--table", action="store_true", help="print the tables of the rows measured so far, and stop")
@@ -260,7 +262,7 @@ def main() -> None:
             print(f"{name}: the chosen baseline: {chosen}", flush=True)
             rows.measure({f"{name}|{chosen}|{steps}|{seed}": functools.partial(
                 test_row, real, test, with_baseline(ClassifierRecipe(steps=steps, seed=seed), chosen))
-                for steps in (args.steps, 2 * args.steps) for seed in range(args.seeds)})
+                for steps in (args.steps, 2 * args.steps)[:args.budgets] for seed in range(args.seeds)})
 
 
 if __name__ == "__main__":

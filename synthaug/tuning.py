@@ -355,6 +355,10 @@ def format_trials(result: dict[str, Any]) -> str:
         acc = "failed" if row["val_accuracy"] is None else f"{100 * row['val_accuracy']:.2f}%"
         lines.append(f"| {row['stage']} | {snaps} | {c['latent_scale']:g} | {c['min_confidence'] or '-'} | "
                      f"{'soft' if c['soft_labels'] else 'hard'} | {use} | {row['steps']} | {acc} |")
+    if "val_near_copies" in result:
+        groups = f", groups kept whole ({result['group_by']})" if result.get("group_by") else ""
+        lines += ["", f"validation: {result['val_images']} images{groups}; "
+                      f"{100 * result['val_near_copies']:.1f}% with a near-copy in training"]
     return "\n".join(lines)
 
 

@@ -111,6 +111,8 @@ def test_tune_skips_the_sampling_search_only_where_synthetic_data_is_clearly_bel
     assert grouped["group_by"] == r"^(\d)" and grouped["val_images"] == len(validation_split(data, 0.1)[1])
     assert grouped["val_images"] != skipped["val_images"]  # whole groups: not the image-by-image split's count
     assert skipped["val_near_copies"] == 0.0  # scikit-learn's digits: no image is a near-copy of another
+    assert tuning.format_trials(grouped).endswith(
+        f"validation: {grouped['val_images']} images, groups kept whole (^(\\d)); 0.0% with a near-copy in training")
 
 
 def test_tune_flags_give_one_line_errors(split_run):
