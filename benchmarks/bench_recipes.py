@@ -47,12 +47,13 @@ from synthaug.protocols import PROTOCOL_FIT, subset_folder
 from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
 
 RARE = ("Coat", "Shirt", "Pullover")
+PROTOCOL_GROUPS = {"icons": ICON_GROUPS}  # validation keeps each icon's sizes together
 
 
 def protocol_data(name: str, root: Path) -> tuple[LabelledImages, LabelledImages, Path, np.ndarray | None]:
     """(training set, test set, the folder it comes from, its images' scan positions there or None for all)."""
     if name == "icons":
-        return (load_image_folder(root / "icons/train", 32, 3, progress=False, group_by=ICON_GROUPS),
+        return (load_image_folder(root / "icons/train", 32, 3, progress=False, group_by=PROTOCOL_GROUPS[name]),
                 load_image_folder(root / "icons/test", 32, 3, progress=False), root / "icons/train", None)
     full = load_image_folder(root / "fashion/train", progress=False)
     test = load_image_folder(root / "fashion/test", progress=False)
@@ -176,7 +177,7 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
     run = fitted_run(rows, name, real, args)
     if name not in rows.data.setdefault("tune", {}):
-        result = synthaug.tune(run, baseline=chosen, progress=False, group_by=ICON_GROUPS if name == "icons" else None)
+        result = synthaug.tune(run, baseline=chosen, progress=False, group_by=PROTOCOL_GROUPS.get(name))
         rows.data["tune"][name] = {k: result[k] for k in ("advice", "verdict", "sampling", "teacher", "seconds",
                                                           "use_val_accuracy", "synthetic_only_val_accuracy")}
         rows.data["tune"][name]["trials"] = result["trials"]

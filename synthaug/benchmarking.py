@@ -24,7 +24,7 @@ from synthaug.errors import DataError
 from synthaug.report import write_report
 from synthaug.sampler import Sampler, needs_teacher, resolve_sampling, teacher_on
 from synthaug.runs import read_advice
-from synthaug.selection import choose_baseline, near_copy_warning, validation_split
+from synthaug.selection import choose_baseline, validation_split, warn_near_copies
 from synthaug.sources import ExportSource, GeneratorSource, SyntheticSource, resolve_source
 
 LOGREG = "real (logistic regression)"
@@ -160,9 +160,7 @@ def resolve_baseline(baseline: str | None, real: LabelledImages, recipe: Classif
     except DataError as exc:  # too few images to hold any out: judge against the recipe as given, and say so
         warnings.warn(f"no baseline search: {exc}; every condition trains with the recipe as given", stacklevel=2)
         return None, {"how": f"not searched: {exc}"}
-    near_copies, warning = near_copy_warning(train, val)
-    if warning:
-        warnings.warn(f"{real.root}: {warning}", stacklevel=2)
+    near_copies = warn_near_copies(train, val, real.root)
     choice = choose_baseline(train, val, recipe, device=device, progress=progress)
     if progress:
         folds = f", {choice.folds} folds" if choice.folds > 1 else ""

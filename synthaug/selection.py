@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -220,6 +221,15 @@ def near_copy_warning(train: LabelledImages, val: LabelledImages) -> tuple[float
     return share, (f"{100 * share:.0f}% of the validation images have a near-copy in training: if they show the same "
                    f"object (one drawing at several sizes, frames of one video), validation rewards memorising; group "
                    f"them with --group-by REGEX on their file names")
+
+
+def warn_near_copies(train: LabelledImages, val: LabelledImages, where: str | Path) -> float:
+    """The near-copy share of a validation split, warned about in one line (naming `where`) above
+    `NEAR_COPY_SHARE`."""
+    share, warning = near_copy_warning(train, val)
+    if warning:
+        warnings.warn(f"{where}: {warning}", stacklevel=3)
+    return share
 
 
 def search_folds(train: LabelledImages, val: LabelledImages, folds: int) -> list[tuple[LabelledImages, LabelledImages]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_s
 from synthaug.sampler import Sampler, needs_teacher, teacher_on
 from synthaug.selection import (MARGIN_SE, BaselineChoice, balanced_accuracy, balanced_of, choose_baseline,
                                 exceeds_noise, format_choice, paired_gain, rare_classes, trial_outcomes,
-                                near_copy_warning, validation_split)
+                                validation_split, warn_near_copies)
 from synthaug.topup import choose_top_up
 from synthaug.sources import resolve_source
 
@@ -192,9 +191,7 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     gen_shape = resolved.image_shape
     data = load_image_folder(real, gen_shape[-1], gen_shape[0], progress=progress, group_by=group_by)
     train, val = validation_split(data, holdout)
-    near_copies, warning = near_copy_warning(train, val)
-    if warning:
-        warnings.warn(f"{real}: {warning}", stacklevel=2)
+    near_copies = warn_near_copies(train, val, real)
     dev = resolve_device(device)
     if baseline == "auto":
         choice = choose_baseline(train, val, recipe, device=dev, progress=False)
