@@ -14,7 +14,9 @@ uneven) on the whole training folder and tests it; `chosen` asks `choose_baselin
 training folder, never test/; pooled over disjoint folds where that split is small) which one wins, then tests
 the winner at the budget and at twice it; `fit` fits a generator on the protocol's training folder alone
 (RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up` too); `synthetic` fits it where `fit` has not, runs
-`tune` on top of the chosen baseline, and tests the chosen baseline + synthetic data as tune advises and at 1:1.
+`tune` on top of the chosen baseline, and tests the chosen baseline + synthetic data as tune advises and at 1:1;
+`translated` tops the rare classes up with common-class images translated into them (M2m, no generator) on top of
+the chosen baseline.
 `--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
@@ -43,7 +45,7 @@ from synthaug.conditions import Condition, train_condition
 from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.data.icons import ICON_GROUPS
 from synthaug.device import run_parallel
-from synthaug.protocols import PROTOCOL_FIT, subset_folder
+from synthaug.protocols import PROTOCOL_FIT, subset_folder, translated_rare
 from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
 
 RARE = ("Coat", "Shirt", "Pullover")
@@ -197,6 +199,26 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
                   for seed in range(args.seeds) for label, condition in conditions.items()})
 
 
+def translated_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
+    """On top of the chosen baseline: the rare classes topped up to the largest class with common-class images
+    translated into them (`synthaug.translate`, M2m), the generator-free lever for rare classes."""
+    chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
+    keys = {seed: f"{name}|{chosen} + translated top-up|{args.steps}|{seed}" for seed in range(args.seeds)}
+    if all(k in rows.data["rows"] for k in keys.values()):
+        return
+    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
+    want = np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
+    t = time.perf_counter()
+    source, translation = translated_rare(real, want, chosen, ClassifierRecipe(steps=args.steps), args.steps,
+                                          torch.device("cpu"), False)
+    rows.data.setdefault("translations", {})[name] = {**translation, "seconds": time.perf_counter() - t,
+                                                      "baseline": chosen}
+    rows.save()
+    print(f"{name}: translated {translation['per_class']}", flush=True)
+    rows.measure({key: functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps, seed=seed),
+                                         Condition(source, baseline=chosen)) for seed, key in keys.items()})
+
+
 def summary_table(data: dict[str, Any], protocol: str) -> str:
     """Markdown: every row of a protocol measured so far, mean ± std over its seeds, best first."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -230,7 +252,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--protocols", default="fashion-1%,fashion-rare,fashion-3000,icons,fashion-10%")
-    ap.add_argument("--stage", choices=("baselines", "chosen", "fit", "synthetic"), default="baselines")
+    ap.add_argument("--stage", choices=("baselines", "chosen", "fit", "synthetic", "translated"), default="baselines")
     ap.add_argument("--work", type=Path, default=Path("runs/recipes"), help="folders and generator runs")
     ap.add_argument("--fit-minutes", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=1000)
@@ -258,6 +280,8 @@ def main() -> None:
             print(f"{name}: generator run {fitted_run(rows, name, real, args)}", flush=True)
         elif args.stage == "synthetic":
             synthetic_rows(rows, name, real, test, args)
+        elif args.stage == "translated":
+            translated_rows(rows, name, real, test, args)
         else:
             chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
             print(f"{name}: the chosen baseline: {chosen}", flush=True)

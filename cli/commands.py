@@ -241,7 +241,8 @@ BENCHMARK_FLAGS = {
     "teacher_steps": ("sampling", "teacher_steps"),
     "real_fraction": "fractions", "keep": "keep", "imbalance": "rare", "fit_minutes": "fit", "fit_steps": "fit",
     "augment": "fit", "fit_arch": "fit", "fit_ema": "fit", "fit_lecam": "fit", "class_balance": "fit", "work": "work",
-    "baseline": "baseline", "group_by": "group_by", "held_out": "held_out", "headroom": None, "top_up": None, "quiet": None,
+    "baseline": "baseline", "group_by": "group_by", "held_out": "held_out", "translated": "translated",
+    "headroom": None, "top_up": None, "quiet": None,
 }
 
 
@@ -322,6 +323,9 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
 @click.option("--held-out", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="With --top-up: a folder of real images of the same classes (files already in --real are left "
                    "out), topping the rare classes up instead: the ceiling a perfect generator would reach.")
+@click.option("--translated", is_flag=True,
+              help="With --imbalance or --top-up: also top the rare classes up with images of larger classes "
+                   "translated into them by a classifier's gradient (M2m; no generator involved).")
 @click.option("--fit-minutes", type=float, default=None,
               help="With a fitting protocol: minutes for each generator it fits [default: 10].")
 @click.option("--fit-steps", type=click.IntRange(min=1), default=None,
@@ -370,7 +374,7 @@ def benchmark(ctx: click.Context, **flags) -> None:
               "mixes": tuple(f["mix_recipes"].split(",")), "logreg": f["logreg"], "keep": f["keep"],
               "work": _str(f["work"]), "rare": tuple(f["imbalance"].split(",")) if f["imbalance"] else None,
               "baseline": _baseline(f["baseline"]), "group_by": f["group_by"], "held_out": _str(f["held_out"]),
-              "teacher_steps": f["teacher_steps"],
+              "teacher_steps": f["teacher_steps"], "translated": f["translated"],
               "fractions": _numbers("--real-fraction", f["real_fraction"]) if f["real_fraction"] else None}
     if "fit" in takes:
         base = next(x for x in dataclasses.fields(options) if x.name == "fit").default

@@ -352,21 +352,23 @@ def _inputs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 INFERENCE_BATCH = 128
 
 
-@torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """Class probabilities (N, K) for uint8 images."""
+    # the layout change happens outside inference mode: weights converted inside it could no longer be trained
+    # or differentiated through (a top-up's translation takes gradients of a model that `predict` has seen)
     model = model.to(memory_format=torch.channels_last)
-    out = [F.softmax(model(_inputs(model, images[i:i + batch_size])).float(), dim=1).cpu()
-           for i in range(0, images.shape[0], batch_size)]
+    with torch.inference_mode():
+        out = [F.softmax(model(_inputs(model, images[i:i + batch_size])).float(), dim=1).cpu()
+               for i in range(0, images.shape[0], batch_size)]
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
-@torch.inference_mode()
 def embed(model: nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """Penultimate features (N, D) for uint8 images."""
-    model = model.to(memory_format=torch.channels_last)
-    return torch.cat([model.embed(_inputs(model, images[i:i + batch_size])).float().cpu()
-                      for i in range(0, images.shape[0], batch_size)])
+    model = model.to(memory_format=torch.channels_last)  # outside inference mode, as in `predict`
+    with torch.inference_mode():
+        return torch.cat([model.embed(_inputs(model, images[i:i + batch_size])).float().cpu()
+                          for i in range(0, images.shape[0], batch_size)])
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:

@@ -39,6 +39,7 @@ from synthaug.sampler import teacher_on
 from synthaug.selection import RARE_SHARE, rare_classes, validation_split
 from synthaug.fsutil import atomic_write_text
 from synthaug.topup import TopUpShape, choose_top_up, shape_top_up, shaped_condition
+from synthaug.translate import TranslateConfig, translated_top_up
 from synthaug.sources import ExportSource, GeneratorSource, resolve_source
 
 FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes or steps budget; the epoch count only caps them
@@ -130,6 +131,7 @@ class RareClassOptions(CommonOptions):
 
     work: str | None = None
     teacher_steps: int | None = None  # the top-up search's teacher (None: its budget follows the folder)
+    translated: bool = False  # also the rare classes topped up with common-class images translated into them
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -308,7 +310,7 @@ def imbalance(o: ImbalanceOptions, progress: bool = True) -> dict[str, Any]:
     syn = fit_and_export(folder, work / "gan-imbalanced", o.fit, ExportConfig(balance_to=str(folder)), progress)
     held = np.setdiff1d(np.arange(len(index.labels)), keep)  # the cut images: the ceiling's top-up
     report = rare_class_comparison(folder, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
-                                   o.recipe, o.seeds, o.device, progress, baseline=o.baseline,
+                                   o.recipe, o.seeds, o.device, progress, rare_rows(o.translated), o.baseline,
                                    held_out=(real_dir, held), work=work, teacher_steps=o.teacher_steps,
                                    group_by=o.group_by)
     return {**report, "protocol": "imbalance", "real": str(real_dir), "keep_fraction": o.keep,
@@ -329,19 +331,29 @@ def rare_recall(runs: Sequence[dict[str, Any]], rare_ids: Sequence[int]) -> tupl
     return float(np.mean(per_run)), float(np.std(per_run))
 
 
-RARE_ROWS = ("real", "baseline", "top-up", "tuned top-up", "ceiling")  # the kinds of rare-class rows, in order
+# the kinds of rare-class rows, in order; the translated top-up (`synthaug.translate`) only on request
+RARE_ROWS = ("real", "baseline", "top-up", "tuned top-up", "translated top-up", "ceiling")
+
+
+def rare_rows(translated: bool) -> tuple[str, ...]:
+    """The rare-class rows a protocol trains: all of them, the translated top-up only where asked for."""
+    return RARE_ROWS if translated else tuple(r for r in RARE_ROWS if r != "translated top-up")
 
 
 def rare_conditions(top_up: TensorSource, baseline: str | None, ceiling: TensorSource | None = None,
-                    tuned: TensorSource | None = None) -> dict[str, Condition]:
+                    tuned: TensorSource | None = None,
+                    translated: TensorSource | None = None) -> dict[str, Condition]:
     """The rare-class conditions by kind: the folder as it is; under the best baseline (without one: a
     class-weighted loss); topped up with synthetic images on top of that baseline, as they come and as shaped on
-    validation (`synthaug.topup`); and, where held-out real images of the rare classes exist, topped up with those
+    validation (`synthaug.topup`); with common-class images translated into the rare classes
+    (`synthaug.translate`); and, where held-out real images of the rare classes exist, topped up with those
     instead (the ceiling a perfect generator would reach)."""
     out = {"real": Condition(), "baseline": Condition(baseline=baseline or "weighted"),
            "top-up": Condition(top_up, baseline=baseline)}
     if tuned is not None:
         out["tuned top-up"] = shaped_condition(tuned, baseline)
+    if translated is not None:
+        out["translated top-up"] = Condition(translated, baseline=baseline)
     if ceiling is not None:
         out["ceiling"] = Condition(ceiling, baseline=baseline)
     return out
@@ -379,9 +391,27 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
     return shaped, summary
 
 
+def translated_rare(real: LabelledImages, want: np.ndarray, baseline: str | None, recipe: ClassifierRecipe,
+                    teacher_steps: int | None, device: torch.device,
+                    progress: bool) -> tuple[TensorSource, dict[str, Any]]:
+    """`want[c]` images of each class c translated from larger classes (`synthaug.translate`) by a classifier trained
+    on `real` with the baseline's imbalance remedy (a class-weighted loss where the baseline has none: a plain
+    classifier hardly ever gives a rare class the confidence a translation needs), and what it did per class."""
+    remedy = with_baseline(recipe, baseline).loss if baseline else "ce"
+    g = teacher_on(real, teacher_steps, device, progress, desc="translation classifier",
+                   baseline=remedy if remedy != "ce" else "weighted")
+    config = TranslateConfig(seed=recipe.seed)
+    translated, per_class = translated_top_up(real, g, want, config)
+    if progress:
+        print("translated into the rare classes: " + ", ".join(f"{c} {v['translated']} of {v['wanted']}"
+                                                                for c, v in per_class.items()))
+    return translated, {"per_class": per_class, "classifier_steps": g.trained_recipe.steps,
+                        "classifier_loss": g.trained_recipe.loss, "config": dataclasses.asdict(config)}
+
+
 def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: ExportSource,
                           rare_ids: Sequence[int], recipe: ClassifierRecipe, seeds: int = 1, device: str = "auto",
-                          progress: bool = True, rows: Sequence[str] = RARE_ROWS, baseline: str | None = "auto",
+                          progress: bool = True, rows: Sequence[str] = rare_rows(False), baseline: str | None = "auto",
                           held_out: tuple[str | Path, np.ndarray] | None = None, work: Path | None = None,
                           teacher_steps: int | None = None, group_by: str | None = None) -> dict[str, Any]:
     """Per-class recall of a classifier trained on `folder` under each kind of `rows` (see `rare_conditions`), the
@@ -411,7 +441,12 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
         tuned, top_up_choice = tuned_top_up(real, top_up, rare_ids, with_baseline(recipe, best) if best else recipe,
                                             dev, progress, None if work is None else work / "top-up-choice.json",
                                             teacher_steps)
-    known = rare_conditions(top_up, best, ceiling, tuned)
+    translated, translation = None, None
+    if "translated top-up" in rows:
+        counts = torch.bincount(top_up.labels, minlength=len(real.class_names)).numpy()
+        want = np.where(np.isin(np.arange(len(counts)), rare_ids), counts, 0)  # the synthetic top-up's counts
+        translated, translation = translated_rare(real, want, best, recipe, teacher_steps, dev, progress)
+    known = rare_conditions(top_up, best, ceiling, tuned, translated)
     results = run_conditions([known[k] for k in rows if k in known], real, test, recipe, seeds, dev, progress,
                              None if work is None else work / "runs.json")
     for r in results.values():
@@ -421,14 +456,13 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
             "rare": [real.class_names[c] for c in rare_ids], "class_counts": counts.tolist(),
             "image_shape": list(real.images.shape[1:]), "rows": {k: known[k].name for k in rows if k in known},
             "baseline": best, "baseline_choice": how, "reference": known["baseline"].name,
-            "top_up_choice": top_up_choice,
+            "top_up_choice": top_up_choice, "translation": translation,
             "results": results, "class_names": list(real.class_names), "synthetic": str(synthetic.path),
             "seeds": [recipe.seed + s for s in range(seeds)], "recipe": dataclasses.asdict(recipe),
             **environment(dev)}
 
 
-def top_up(o: TopUpOptions, progress: bool = True,
-           rows: Sequence[str] = RARE_ROWS) -> dict[str, Any]:
+def top_up(o: TopUpOptions, progress: bool = True, rows: Sequence[str] | None = None) -> dict[str, Any]:
     """A folder's own imbalance: every class of the real training folder topped up to its largest class with
     the run's images (its sampling.json applies), compared with the folder as it is and with a class-weighted
     loss; `rare` defaults to the classes under half the largest."""
@@ -448,7 +482,8 @@ def top_up(o: TopUpOptions, progress: bool = True,
                progress=progress)
     held = None if o.held_out is None else (o.held_out, images_not_in(o.held_out, real_dir))
     return rare_class_comparison(real_dir, o.test or test_split_of(real_dir), ExportSource(syn), rare_ids,
-                                 o.recipe, o.seeds, o.device, progress, rows, o.baseline, held_out=held,
+                                 o.recipe, o.seeds, o.device, progress, rows or rare_rows(o.translated), o.baseline,
+                                 held_out=held,
                                  work=work_folder(o), teacher_steps=o.teacher_steps, group_by=o.group_by)
 
 

@@ -68,7 +68,7 @@ FLOORS = [
     ["synthaug.fresh", "synthaug.exporting", "synthaug.metrics"],
     ["synthaug.conditions"],
     ["synthaug.selection"],
-    ["synthaug.benchmarking", "synthaug.topup"],
+    ["synthaug.benchmarking", "synthaug.topup", "synthaug.translate"],
     ["synthaug.tuning", "synthaug.protocols"],
 ]
 

@@ -74,11 +74,13 @@ def test_low_data_protocol_fits_on_the_fraction_only(digits_splits, tmp_path):
 def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_the_ceiling(digits_splits, tmp_path):
     options = ImbalanceOptions(real=str(digits_splits / "train"), rare=("digit3", "digit8"), keep=0.05,
                                fit=dataclasses.replace(TINY_FIT, class_balance=True), recipe=dataclasses.replace(TINY, steps=30),
-                               work=str(tmp_path / "work"), baseline="logit-adjusted", teacher_steps=40)
+                               work=str(tmp_path / "work"), baseline="logit-adjusted", teacher_steps=40,
+                               translated=True)
     report = protocols.imbalance(options, progress=False)
     assert report["class_counts"][3] == 7 and report["class_counts"][8] == 7 and report["class_counts"][0] == 140
     rows = dict(report["rows"])
     tuned = rows.pop("tuned top-up")
+    assert rows.pop("translated top-up") == "real + translated top-up + logit-adjusted loss"
     assert rows == {"real": "real", "baseline": "real + logit-adjusted loss",
                     "top-up": "real + synthetic top-up + logit-adjusted loss",
                     "ceiling": "real + held-out real top-up + logit-adjusted loss"}
@@ -93,7 +95,10 @@ def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_th
         assert report["results"][tuned]["accuracy"] == report["results"]["real + logit-adjusted loss"]["accuracy"]
     top = report["results"]["real + synthetic top-up + logit-adjusted loss"]
     ceiling = report["results"]["real + held-out real top-up + logit-adjusted loss"]
-    assert top["train_images"] == ceiling["train_images"] == 1400  # every class topped up to 140, both ways
+    translated = report["results"]["real + translated top-up + logit-adjusted loss"]
+    assert top["train_images"] == ceiling["train_images"] == translated["train_images"] == 1400  # all at 140
+    assert set(report["translation"]["per_class"]) == {"digit3", "digit8"}
+    assert report["translation"]["classifier_loss"] == "logit-adjusted"  # the baseline's remedy, not plain
     assert_rare_recall_follows_from_the_runs(report, [3, 8])
     adjusted = report["results"]["real + logit-adjusted loss"]["runs"][0]
     assert adjusted["confusion"] != report["results"]["real"]["runs"][0]["confusion"]  # the loss changed training
@@ -103,6 +108,7 @@ def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_th
     write_protocol_report(report, tmp_path / "rep")
     table = imbalance_table(report)
     assert "recall digit3" in table and "synthetic top-up vs real + logit-adjusted loss" in table
+    assert "translated top-up vs real + logit-adjusted loss" in table
     gap = ceiling["rare_recall"] - report["results"]["real + logit-adjusted loss"]["rare_recall"]
     assert ("gap to the real-image ceiling" in table) == (gap > 0)
     assert (tmp_path / "rep" / "per_class_recall.png").is_file()
@@ -201,6 +207,7 @@ def test_every_condition_sees_real_images_at_the_generators_shape(tmp_path):
     (["--synthetic", "fashion-mnist", "--work", "w"], "--work", "compare"),
     (["--synthetic", "fashion-mnist", "--fit-arch", "sngan"], "--fit-arch", "compare"),
     (["--imbalance", "digit3", "--held-out", "."], "--held-out", "imbalance"),
+    (["--synthetic", "fashion-mnist", "--translated"], "--translated", "compare"),
 ])
 def test_a_flag_the_protocol_does_not_take_is_one_line(args, flag, protocol, digits_splits):
     """The installed command, as a user runs it: exit 2, one line naming the flag and the protocol."""

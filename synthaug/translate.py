@@ -1,0 +1,113 @@
+"""A rare-class top-up without a generator: images of common classes translated into a rare class by a classifier's
+gradient (M2m, arXiv:2004.00431), so the common classes' variety reaches the rare ones.
+
+Unlike the paper, the translation happens once, before training, with a fixed classifier (the paper also pushes
+the classifier being trained away from the seed's class): the top-up is then a set of images like any other, and
+every rare-class row (raw, capped, shaped on validation) can take it."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from synthaug.classify import _normalise, predict
+from synthaug.conditions import TensorSource
+from synthaug.data.folder import LabelledImages
+from synthaug.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslateConfig:
+    """The translation's settings, lengths in pixel units of [0, 1] as the paper states them."""
+
+    steps: int = 10  # gradient steps per image
+    step_size: float = 0.5  # L2 length of each step (the paper: 0.1, which moved no Fashion-MNIST image far enough)
+    start: float = 0.5  # L2 length of the random start
+    min_confidence: float = 0.9  # a translation counts where the classifier gives the target this probability
+    beta: float = 0.999  # seed classes with n more images than the target are drawn with weight 1 - beta**n
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise DataError(f"translation steps and batch size must be at least 1 (got {self.steps}, "
+                            f"{self.batch_size})")
+        if not 0.0 < self.beta < 1.0 or not 0.0 <= self.min_confidence < 1.0:
+            raise DataError(f"translation beta must lie in (0, 1) and min_confidence in [0, 1) "
+                            f"(got {self.beta}, {self.min_confidence})")
+
+
+def seed_weights(counts: np.ndarray, target: int, beta: float) -> np.ndarray:
+    """Per class, the weight of drawing a seed image from it for `target`: 1 - beta**(n_seed - n_target) where the
+    seed class is larger, else 0 (the paper's acceptance probability)."""
+    gap = np.maximum(counts - counts[target], 0).astype(np.float64)
+    return np.where(gap > 0, 1.0 - beta ** gap, 0.0)
+
+
+def translate_batch(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, config: TranslateConfig,
+                    gen: torch.Generator) -> torch.Tensor:
+    """uint8 images moved towards `targets` by L2-normalised steps on the classifier's cross-entropy, from a random
+    start; uint8 again."""
+    model.to(memory_format=torch.channels_last)
+    device = next(model.parameters()).device
+    scale = 2.0  # the model sees pixels in [-1, 1]: twice the paper's [0, 1] lengths
+    x = _normalise(images).to(device)
+    dims = tuple(range(1, x.dim()))
+    noise = torch.randn(x.shape, generator=gen).to(device)
+    x = (x + scale * config.start * noise / noise.flatten(1).norm(dim=1).view(-1, *[1] * len(dims))).clamp(-1, 1)
+    targets = targets.to(device)
+    for _ in range(config.steps):
+        x = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), targets)
+        (grad,) = torch.autograd.grad(loss, [x])
+        norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * len(dims))
+        x = (x - scale * config.step_size * grad / norm).clamp(-1, 1)
+    return x.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.ndarray,
+                      config: TranslateConfig = TranslateConfig()) -> tuple[TensorSource, dict[str, Any]]:
+    """`want[c]` extra images of each class c: each a seed image of a larger class translated into c by `model`
+    (a classifier trained on `real`), kept where the model then gives c at least `min_confidence` (after rounding
+    to uint8) and the paper's acceptance draw passes; else a copy of one of c's own images (oversampling). Also
+    how many were translated, per class."""
+    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
+    if len(want) != len(counts) or np.any(np.asarray(want) < 0):
+        raise DataError(f"{real.root}: translation wants one non-negative count per class (got {list(want)})")
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    labels = real.labels.numpy()
+    model.eval()
+    out_images, out_labels, stats = [], [], {}
+    for c in np.flatnonzero(want):
+        weights = seed_weights(counts, c, config.beta)
+        own = np.flatnonzero(labels == c)
+        if weights.sum() == 0:  # the largest class: nothing larger to translate from
+            pick = rng.choice(own, int(want[c]))
+            out_images.append(real.images[pick])
+            out_labels.append(torch.full((len(pick),), int(c)))
+            stats[real.class_names[c]] = {"wanted": int(want[c]), "translated": 0}
+            continue
+        per_image = weights[labels]
+        seeds = rng.choice(len(labels), int(want[c]), p=per_image / per_image.sum())
+        accept_draw = rng.random(len(seeds)) < weights[labels[seeds]]
+        fallback = rng.choice(own, len(seeds))
+        kept = 0
+        for i in range(0, len(seeds), config.batch_size):
+            part = seeds[i:i + config.batch_size]
+            target = torch.full((len(part),), int(c))
+            moved = translate_batch(model, real.images[part], target, config, gen)
+            ok = (predict(model, moved)[:, c].numpy() >= config.min_confidence) & accept_draw[i:i + len(part)]
+            moved[~torch.from_numpy(ok)] = real.images[fallback[i:i + len(part)][~ok]]
+            out_images.append(moved)
+            out_labels.append(target)
+            kept += int(ok.sum())
+        stats[real.class_names[c]] = {"wanted": int(want[c]), "translated": kept}
+    if not out_images:
+        raise DataError(f"{real.root}: no class wants a translated image")
+    source = TensorSource(torch.cat(out_images), torch.cat(out_labels), alone="translated top-up only",
+                          mixed="real + translated top-up")
+    return source, stats

@@ -1,0 +1,74 @@
+"""The translated top-up (M2m): common-class images moved into rare classes by a real classifier's gradient."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synthaug.classify import ClassifierRecipe, predict, trained_on_real, with_baseline
+from synthaug.data.folder import load_image_folder
+from synthaug.errors import DataError
+from synthaug.translate import TranslateConfig, seed_weights, translated_top_up
+
+RARE = (3, 5)
+
+
+@pytest.fixture(scope="module")
+def uneven(digits_dir):
+    """Digits at 28 px with 3 and 5 cut to 10 images each, and a class-weighted CNN trained on them."""
+    real = load_image_folder(digits_dir, 28, 1, progress=False)
+    labels = real.labels.numpy()
+    real = real.subset(np.concatenate([np.flatnonzero(labels == c)[:10 if c in RARE else 60] for c in range(10)]))
+    model = trained_on_real(real, with_baseline(ClassifierRecipe(steps=150, seed=0), "weighted"))
+    return real, model
+
+
+def test_seed_weights_come_from_larger_classes_only():
+    weights = seed_weights(np.array([100, 10, 10, 50]), 1, beta=0.99)
+    assert weights[1] == weights[2] == 0.0
+    assert weights[0] == pytest.approx(1 - 0.99 ** 90) and weights[3] == pytest.approx(1 - 0.99 ** 40)
+    assert not seed_weights(np.array([100, 10]), 0, beta=0.99).any()  # the largest class has nothing to draw from
+
+
+def test_translation_fills_the_wanted_counts_and_moves_images_into_the_target(uneven):
+    real, model = uneven
+    want = np.zeros(10, dtype=int)
+    want[list(RARE)] = 50
+    config = TranslateConfig(step_size=0.5)
+    source, stats = translated_top_up(real, model, want, config)
+    assert source.images.dtype == torch.uint8 and source.images.shape == (100, 1, 28, 28)
+    assert np.bincount(source.labels.numpy(), minlength=10).tolist() == want.tolist()
+    assert set(stats) == {real.class_names[c] for c in RARE}
+    translated = sum(s["translated"] for s in stats.values())
+    assert 0 < translated <= 100  # the weighted classifier reaches the rare classes
+    # every image is either a translation the classifier now puts in the target class, or a copy of a target image
+    probs = predict(model, source.images)[torch.arange(100), source.labels].numpy()
+    flat = real.images.flatten(1)
+    copies = np.array([bool((flat[real.labels == y] == img.flatten()).all(1).any())
+                       for img, y in zip(source.images, source.labels)])
+    assert (probs[~copies] >= config.min_confidence).all()
+    assert (~copies).sum() == translated
+    again, _ = translated_top_up(real, model, want, config)
+    assert torch.equal(again.images, source.images)  # the same seed, the same bytes
+    other, _ = translated_top_up(real, model, want, TranslateConfig(step_size=0.5, seed=1))
+    assert not torch.equal(other.images, source.images)
+
+
+def test_a_failed_translation_falls_back_to_the_class_own_images(uneven):
+    real, model = uneven
+    want = np.zeros(10, dtype=int)
+    want[3] = 20
+    source, stats = translated_top_up(real, model, want, TranslateConfig(steps=1, step_size=1e-6, start=0.0))
+    assert stats[real.class_names[3]]["translated"] == 0  # one tiny step leaves every seed in its own class
+    own = real.images[real.labels == 3].flatten(1)
+    assert all(bool((own == img.flatten()).all(1).any()) for img in source.images)
+
+
+def test_bad_translation_requests_are_one_line_errors(uneven):
+    real, model = uneven
+    with pytest.raises(DataError, match="one non-negative count per class"):
+        translated_top_up(real, model, np.zeros(3, dtype=int))
+    with pytest.raises(DataError, match="no class wants"):
+        translated_top_up(real, model, np.zeros(10, dtype=int))
+    with pytest.raises(DataError, match="beta"):
+        TranslateConfig(beta=1.0)
