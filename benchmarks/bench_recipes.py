@@ -210,7 +210,7 @@ def translated_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledI
     want = np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
     t = time.perf_counter()
     source, translation = translated_rare(real, want, chosen, ClassifierRecipe(steps=args.steps), args.steps,
-                                          torch.device("cpu"), False)
+                                          torch.device("cpu"), False, args.work / name / "translated.npz")
     rows.data.setdefault("translations", {})[name] = {**translation, "seconds": time.perf_counter() - t,
                                                       "baseline": chosen}
     rows.save()

@@ -157,14 +157,16 @@ def class_sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Seque
     _save(fig, out)
 
 
-def rare_class_samples(real: tuple[np.ndarray, np.ndarray], synthetic: tuple[np.ndarray, np.ndarray],
-                       rare: Sequence[int], class_names: Sequence[str], out: Path, per_row: int = 8) -> None:
-    """For each rare class, a row of its real training images above a row of its synthetic top-up images."""
+def rare_class_samples(sets: dict[str, tuple[np.ndarray, np.ndarray]], rare: Sequence[int],
+                       class_names: Sequence[str], out: Path, per_row: int = 8) -> None:
+    """For each rare class, one row of images from each named set (images, labels), e.g. its real training images
+    above its synthetic top-up."""
     plt = _pyplot()
-    fig, axes = plt.subplots(2 * len(rare), per_row, figsize=(per_row * 0.75, len(rare) * 1.6), squeeze=False)
+    fig, axes = plt.subplots(len(sets) * len(rare), per_row, figsize=(per_row * 0.75, len(rare) * 0.8 * len(sets)),
+                             squeeze=False)
     for r, c in enumerate(rare):
-        for kind, (images, labels) in enumerate((real, synthetic)):
-            row = axes[2 * r + kind]
+        for kind, (name, (images, labels)) in enumerate(sets.items()):
+            row = axes[len(sets) * r + kind]
             idx = np.flatnonzero(labels == c)[:per_row]
             for j, ax in enumerate(row):
                 ax.axis("off")
@@ -172,6 +174,6 @@ def rare_class_samples(real: tuple[np.ndarray, np.ndarray], synthetic: tuple[np.
                     img = images[idx[j]]
                     ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0,
                               vmax=255)
-            row[0].text(-0.1, 0.5, f"{class_names[c]}\n{'synthetic' if kind else 'real'}",
-                        transform=row[0].transAxes, ha="right", va="center", fontsize=7)
+            row[0].text(-0.1, 0.5, f"{class_names[c]}\n{name}", transform=row[0].transAxes, ha="right",
+                        va="center", fontsize=7)
     _save(fig, out)

@@ -33,13 +33,13 @@ from synthaug.registry import Registry
 from synthaug.report import (default_report_dir, format_table, below_reference, imbalance_table, low_data_table,
                              write_protocol_report)
 from synthaug.runs import has_training_state, is_finished, mark_finished
-from synthaug.classify import predict, with_baseline
+from synthaug.classify import predict, weights_sha256, with_baseline
 from synthaug.data.folder import LabelledImages
 from synthaug.sampler import teacher_on
 from synthaug.selection import RARE_SHARE, rare_classes, validation_split
 from synthaug.fsutil import atomic_write_text
 from synthaug.topup import TopUpShape, choose_top_up, shape_top_up, shaped_condition
-from synthaug.translate import TranslateConfig, translated_top_up
+from synthaug.translate import TranslateConfig, load_translation, save_translation, translated_top_up
 from synthaug.sources import ExportSource, GeneratorSource, resolve_source
 
 FIT_EPOCHS_CAP = 10_000  # the protocols' fits end on their minutes or steps budget; the epoch count only caps them
@@ -392,21 +392,28 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
 
 
 def translated_rare(real: LabelledImages, want: np.ndarray, baseline: str | None, recipe: ClassifierRecipe,
-                    teacher_steps: int | None, device: torch.device,
-                    progress: bool) -> tuple[TensorSource, dict[str, Any]]:
+                    teacher_steps: int | None, device: torch.device, progress: bool,
+                    keep: Path | None = None) -> tuple[TensorSource, dict[str, Any]]:
     """`want[c]` images of each class c translated from larger classes (`synthaug.translate`) by a classifier trained
     on `real` with the baseline's imbalance remedy (a class-weighted loss where the baseline has none: a plain
-    classifier hardly ever gives a rare class the confidence a translation needs), and what it did per class."""
+    classifier hardly ever gives a rare class the confidence a translation needs), and what it did per class.
+    `keep` (an .npz file) holds the translation, so a rerun of the same work does not translate again."""
     remedy = with_baseline(recipe, baseline).loss if baseline else "ce"
     g = teacher_on(real, teacher_steps, device, progress, desc="translation classifier",
                    baseline=remedy if remedy != "ce" else "weighted")
     config = TranslateConfig(seed=recipe.seed)
-    translated, per_class = translated_top_up(real, g, want, config)
+    key = {"classifier": weights_sha256(g), "want": [int(w) for w in want], "config": dataclasses.asdict(config)}
+    translation = None if keep is None else load_translation(keep, key)
+    if translation is None:
+        translation = translated_top_up(real, g, want, config)
+        if keep is not None:
+            save_translation(translation, keep, key)
     if progress:
-        print("translated into the rare classes: " + ", ".join(f"{c} {v['translated']} of {v['wanted']}"
-                                                                for c, v in per_class.items()))
-    return translated, {"per_class": per_class, "classifier_steps": g.trained_recipe.steps,
-                        "classifier_loss": g.trained_recipe.loss, "config": dataclasses.asdict(config)}
+        print("translated into the rare classes: " + ", ".join(
+            f"{c} {v['translated']} of {v['wanted']}" for c, v in translation.per_class.items()))
+    return translation.source, {"per_class": translation.per_class, "classifier_steps": g.trained_recipe.steps,
+                                "classifier_loss": g.trained_recipe.loss, "config": dataclasses.asdict(config),
+                                "saved": None if keep is None else str(keep)}
 
 
 def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synthetic: ExportSource,
@@ -445,7 +452,8 @@ def rare_class_comparison(folder: str | Path, test_dir: str | Path | None, synth
     if "translated top-up" in rows:
         counts = torch.bincount(top_up.labels, minlength=len(real.class_names)).numpy()
         want = np.where(np.isin(np.arange(len(counts)), rare_ids), counts, 0)  # the synthetic top-up's counts
-        translated, translation = translated_rare(real, want, best, recipe, teacher_steps, dev, progress)
+        translated, translation = translated_rare(real, want, best, recipe, teacher_steps, dev, progress,
+                                                  None if work is None else work / "translated.npz")
     known = rare_conditions(top_up, best, ceiling, tuned, translated)
     results = run_conditions([known[k] for k in rows if k in known], real, test, recipe, seeds, dev, progress,
                              None if work is None else work / "runs.json")

@@ -151,7 +151,8 @@ def gap_closed(report: dict[str, Any]) -> str:
 
 
 def rare_samples(report: dict[str, Any], out: Path) -> bool:
-    """The rare classes' real training images beside their synthetic top-up (False when either is gone)."""
+    """The rare classes' real training images beside their synthetic top-up, and their translated one where the
+    report has it (False when the real or synthetic images are gone)."""
     from synthaug.data.folder import load_image_folder
 
     names, shape = report["class_names"], report.get("image_shape")
@@ -159,9 +160,12 @@ def rare_samples(report: dict[str, Any], out: Path) -> bool:
         return False
     images, labels = load_synthetic(report["synthetic"], tuple(names))
     real = load_image_folder(report["real"], shape[-1], shape[0], progress=False)
-    rare = [names.index(c) for c in report["rare"]]
-    plots.rare_class_samples((real.images.numpy(), real.labels.numpy()), (images.numpy(), labels.numpy()), rare,
-                             names, out)
+    sets = {"real": (real.images.numpy(), real.labels.numpy()), "synthetic": (images.numpy(), labels.numpy())}
+    saved = (report.get("translation") or {}).get("saved")
+    if saved and Path(saved).is_file():
+        with np.load(saved) as t:  # the translated images only, not the class's own copies
+            sets["translated"] = (t["images"][t["moved"]], t["labels"][t["moved"]])
+    plots.rare_class_samples(sets, [names.index(c) for c in report["rare"]], names, out)
     return True
 
 
@@ -191,6 +195,6 @@ def write_protocol_report(report: dict[str, Any], folder: str | Path) -> Path:
         md = [intro, "", imbalance_table(report), "",
               "![per-class recall](per_class_recall.png)", "![confusion](confusion.png)"]
         if rare_samples(report, folder / "rare_samples.png"):
-            md.append("![rare classes: real (top) and synthetic (below)](rare_samples.png)")
+            md.append("![rare classes: real (top), synthetic (below), translated where asked for](rare_samples.png)")
     atomic_write_text(folder / "report.md", "\n".join(md) + "\n")
     return folder

@@ -7,6 +7,8 @@ every rare-class row (raw, capped, shaped on validation) can take it."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from synthaug.classify import _normalise, predict
 from synthaug.conditions import TensorSource
 from synthaug.data.folder import LabelledImages
 from synthaug.errors import DataError
+from synthaug.fsutil import atomic_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,46 +71,74 @@ def translate_batch(model: torch.nn.Module, images: torch.Tensor, targets: torch
     return x.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
 
 
+@dataclasses.dataclass
+class Translation:
+    """A translated top-up: the images (labels: their rare class), which of them were translated (the others are
+    copies of the class's own images), and per class how many were wanted and translated."""
+
+    source: TensorSource
+    moved: np.ndarray
+    per_class: dict[str, dict[str, int]]
+
+
 def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.ndarray,
-                      config: TranslateConfig = TranslateConfig()) -> tuple[TensorSource, dict[str, Any]]:
+                      config: TranslateConfig = TranslateConfig()) -> Translation:
     """`want[c]` extra images of each class c: each a seed image of a larger class translated into c by `model`
     (a classifier trained on `real`), kept where the model then gives c at least `min_confidence` (after rounding
-    to uint8) and the paper's acceptance draw passes; else a copy of one of c's own images (oversampling). Also
-    how many were translated, per class."""
+    to uint8) and the paper's acceptance draw passes; else a copy of one of c's own images (oversampling)."""
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
     if len(want) != len(counts) or np.any(np.asarray(want) < 0):
         raise DataError(f"{real.root}: translation wants one non-negative count per class (got {list(want)})")
+    if not np.any(want):
+        raise DataError(f"{real.root}: no class wants a translated image")
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     labels = real.labels.numpy()
     model.eval()
-    out_images, out_labels, stats = [], [], {}
+    images, moved, per_class = [], [], {}
     for c in np.flatnonzero(want):
         weights = seed_weights(counts, c, config.beta)
         own = np.flatnonzero(labels == c)
-        if weights.sum() == 0:  # the largest class: nothing larger to translate from
-            pick = rng.choice(own, int(want[c]))
-            out_images.append(real.images[pick])
-            out_labels.append(torch.full((len(pick),), int(c)))
-            stats[real.class_names[c]] = {"wanted": int(want[c]), "translated": 0}
-            continue
-        per_image = weights[labels]
-        seeds = rng.choice(len(labels), int(want[c]), p=per_image / per_image.sum())
-        accept_draw = rng.random(len(seeds)) < weights[labels[seeds]]
-        fallback = rng.choice(own, len(seeds))
-        kept = 0
+        n = int(want[c])
+        ok = np.zeros(n, dtype=bool)
+        seeds, accept_draw = np.zeros(0, dtype=np.int64), ok
+        if weights.sum() > 0:  # the largest class has nothing larger to translate from: copies only
+            per_image = weights[labels]
+            seeds = rng.choice(len(labels), n, p=per_image / per_image.sum())
+            accept_draw = rng.random(n) < weights[labels[seeds]]
+        out = real.images[rng.choice(own, n)].clone()
         for i in range(0, len(seeds), config.batch_size):
-            part = seeds[i:i + config.batch_size]
-            target = torch.full((len(part),), int(c))
-            moved = translate_batch(model, real.images[part], target, config, gen)
-            ok = (predict(model, moved)[:, c].numpy() >= config.min_confidence) & accept_draw[i:i + len(part)]
-            moved[~torch.from_numpy(ok)] = real.images[fallback[i:i + len(part)][~ok]]
-            out_images.append(moved)
-            out_labels.append(target)
-            kept += int(ok.sum())
-        stats[real.class_names[c]] = {"wanted": int(want[c]), "translated": kept}
-    if not out_images:
-        raise DataError(f"{real.root}: no class wants a translated image")
-    source = TensorSource(torch.cat(out_images), torch.cat(out_labels), alone="translated top-up only",
-                          mixed="real + translated top-up")
-    return source, stats
+            part = slice(i, i + config.batch_size)
+            target = torch.full((len(seeds[part]),), int(c))
+            step = translate_batch(model, real.images[seeds[part]], target, config, gen)
+            ok[part] = (predict(model, step)[:, c].numpy() >= config.min_confidence) & accept_draw[part]
+            keep = torch.from_numpy(ok[part])
+            out[part][keep] = step[keep]
+        images.append(out)
+        moved.append(ok)
+        per_class[real.class_names[c]] = {"wanted": n, "translated": int(ok.sum())}
+    labels_out = torch.cat([torch.full((int(want[c]),), int(c)) for c in np.flatnonzero(want)])
+    return Translation(translated_source(torch.cat(images), labels_out), np.concatenate(moved), per_class)
+
+
+def translated_source(images: torch.Tensor, labels: torch.Tensor) -> TensorSource:
+    """Translated images as a top-up source, named for the conditions that use it."""
+    return TensorSource(images, labels, alone="translated top-up only", mixed="real + translated top-up")
+
+
+def save_translation(translation: Translation, path: Path, key: dict[str, Any]) -> None:
+    """The translation as an .npz file (written atomically) with `key`, what made it."""
+    with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, images=translation.source.images.numpy(), labels=translation.source.labels.numpy(),
+                 moved=translation.moved, per_class=json.dumps(translation.per_class), key=json.dumps(key))
+
+
+def load_translation(path: Path, key: dict[str, Any]) -> Translation | None:
+    """The translation saved at `path` by `key`'s settings, or None where there is none or another's."""
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        if json.loads(str(saved["key"])) != json.loads(json.dumps(key)):
+            return None
+        return Translation(translated_source(torch.from_numpy(saved["images"]), torch.from_numpy(saved["labels"])),
+                           saved["moved"], json.loads(str(saved["per_class"])))

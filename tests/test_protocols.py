@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -112,8 +113,14 @@ def test_imbalance_protocol_tops_up_the_rare_classes_against_the_baseline_and_th
     gap = ceiling["rare_recall"] - report["results"]["real + logit-adjusted loss"]["rare_recall"]
     assert ("gap to the real-image ceiling" in table) == (gap > 0)
     assert (tmp_path / "rep" / "per_class_recall.png").is_file()
-    with Image.open(tmp_path / "rep" / "rare_samples.png") as im:  # two rows (real, synthetic) per rare class
+    with Image.open(tmp_path / "rep" / "rare_samples.png") as im:  # real, synthetic, translated per rare class
         assert im.format == "PNG" and im.height > 150
+    saved = report["translation"]["saved"]
+    assert saved == str(tmp_path / "work" / "translated.npz") and Path(saved).is_file()
+    mtime = Path(saved).stat().st_mtime_ns
+    again = protocols.imbalance(options, progress=False)  # resumes: journal, top-up choice and translation reused
+    assert Path(saved).stat().st_mtime_ns == mtime and again["translation"]["per_class"] == report["translation"][
+        "per_class"]
     assert "rare_samples.png" in (tmp_path / "rep" / "report.md").read_text()
     # the ceiling's images are the cut ones: never in the training folder, and of the rare classes only
     held_train = {p.resolve() for p in (tmp_path / "work" / "real-imbalanced").rglob("*.png")}

@@ -8,7 +8,8 @@ import torch
 from synthaug.classify import ClassifierRecipe, predict, trained_on_real, with_baseline
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import DataError
-from synthaug.translate import TranslateConfig, seed_weights, translated_top_up
+from synthaug.translate import (TranslateConfig, load_translation, save_translation, seed_weights,
+                                translated_top_up)
 
 RARE = (3, 5)
 
@@ -35,7 +36,8 @@ def test_translation_fills_the_wanted_counts_and_moves_images_into_the_target(un
     want = np.zeros(10, dtype=int)
     want[list(RARE)] = 50
     config = TranslateConfig(step_size=0.5)
-    source, stats = translated_top_up(real, model, want, config)
+    result = translated_top_up(real, model, want, config)
+    source, stats = result.source, result.per_class
     assert source.images.dtype == torch.uint8 and source.images.shape == (100, 1, 28, 28)
     assert np.bincount(source.labels.numpy(), minlength=10).tolist() == want.tolist()
     assert set(stats) == {real.class_names[c] for c in RARE}
@@ -47,10 +49,10 @@ def test_translation_fills_the_wanted_counts_and_moves_images_into_the_target(un
     copies = np.array([bool((flat[real.labels == y] == img.flatten()).all(1).any())
                        for img, y in zip(source.images, source.labels)])
     assert (probs[~copies] >= config.min_confidence).all()
-    assert (~copies).sum() == translated
-    again, _ = translated_top_up(real, model, want, config)
+    assert (~copies).sum() == translated and np.array_equal(result.moved, ~copies)
+    again = translated_top_up(real, model, want, config).source
     assert torch.equal(again.images, source.images)  # the same seed, the same bytes
-    other, _ = translated_top_up(real, model, want, TranslateConfig(step_size=0.5, seed=1))
+    other = translated_top_up(real, model, want, TranslateConfig(step_size=0.5, seed=1)).source
     assert not torch.equal(other.images, source.images)
 
 
@@ -58,10 +60,11 @@ def test_a_failed_translation_falls_back_to_the_class_own_images(uneven):
     real, model = uneven
     want = np.zeros(10, dtype=int)
     want[3] = 20
-    source, stats = translated_top_up(real, model, want, TranslateConfig(steps=1, step_size=1e-6, start=0.0))
-    assert stats[real.class_names[3]]["translated"] == 0  # one tiny step leaves every seed in its own class
+    result = translated_top_up(real, model, want, TranslateConfig(steps=1, step_size=1e-6, start=0.0))
+    assert result.per_class[real.class_names[3]]["translated"] == 0  # a tiny step leaves every seed in its class
+    assert not result.moved.any()
     own = real.images[real.labels == 3].flatten(1)
-    assert all(bool((own == img.flatten()).all(1).any()) for img in source.images)
+    assert all(bool((own == img.flatten()).all(1).any()) for img in result.source.images)
 
 
 def test_bad_translation_requests_are_one_line_errors(uneven):
@@ -72,3 +75,19 @@ def test_bad_translation_requests_are_one_line_errors(uneven):
         translated_top_up(real, model, np.zeros(10, dtype=int))
     with pytest.raises(DataError, match="beta"):
         TranslateConfig(beta=1.0)
+
+
+def test_a_saved_translation_comes_back_only_for_its_own_settings(uneven, tmp_path):
+    real, model = uneven
+    want = np.zeros(10, dtype=int)
+    want[5] = 12
+    result = translated_top_up(real, model, want)
+    path = tmp_path / "translated.npz"
+    save_translation(result, path, {"want": want.tolist(), "seed": 0})
+    back = load_translation(path, {"want": want.tolist(), "seed": 0})
+    assert torch.equal(back.source.images, result.source.images) and torch.equal(back.source.labels,
+                                                                                  result.source.labels)
+    assert np.array_equal(back.moved, result.moved) and back.per_class == result.per_class
+    assert load_translation(path, {"want": want.tolist(), "seed": 1}) is None  # another's settings
+    assert load_translation(tmp_path / "none.npz", {}) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["translated.npz"]  # no temporary file left behind
