@@ -16,7 +16,7 @@ the winner at the budget and at twice it; `fit` fits a generator on the protocol
 (RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up` too); `synthetic` fits it where `fit` has not, runs
 `tune` on top of the chosen baseline, and tests the chosen baseline + synthetic data as tune advises and at 1:1;
 `translated` tops the rare classes up with common-class images translated into them (M2m, no generator) on top of
-the chosen baseline.
+the chosen baseline, and with copies of their own images (the control: random oversampling).
 `--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
@@ -46,6 +46,7 @@ from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.data.icons import ICON_GROUPS
 from synthaug.device import run_parallel
 from synthaug.protocols import PROTOCOL_FIT, subset_folder, translated_rare
+from synthaug.translate import oversampled_top_up
 from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
 
 RARE = ("Coat", "Shirt", "Pullover")
@@ -201,22 +202,26 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
 
 def translated_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
     """On top of the chosen baseline: the rare classes topped up to the largest class with common-class images
-    translated into them (`synthaug.translate`, M2m), the generator-free lever for rare classes."""
+    translated into them (`synthaug.translate`, M2m), the generator-free lever for rare classes; and its control,
+    the same counts of the classes' own images (random oversampling)."""
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
-    keys = {seed: f"{name}|{chosen} + translated top-up|{args.steps}|{seed}" for seed in range(args.seeds)}
-    if all(k in rows.data["rows"] for k in keys.values()):
-        return
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
     want = np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
-    t = time.perf_counter()
-    source, translation = translated_rare(real, want, chosen, ClassifierRecipe(steps=args.steps), args.steps,
-                                          torch.device("cpu"), False, args.work / name / "translated.npz")
-    rows.data.setdefault("translations", {})[name] = {**translation, "seconds": time.perf_counter() - t,
-                                                      "baseline": chosen}
-    rows.save()
-    print(f"{name}: translated {translation['per_class']}", flush=True)
-    rows.measure({key: functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps, seed=seed),
-                                         Condition(source, baseline=chosen)) for seed, key in keys.items()})
+    translated = {seed: f"{name}|{chosen} + translated top-up|{args.steps}|{seed}" for seed in range(args.seeds)}
+    conditions = {key: Condition(oversampled_top_up(real, want), baseline=chosen)
+                  for key in (f"{name}|{chosen} + oversampled top-up|{args.steps}|{seed}" for seed in range(args.seeds))}
+    if not all(k in rows.data["rows"] for k in translated.values()):
+        t = time.perf_counter()
+        source, translation = translated_rare(real, want, chosen, ClassifierRecipe(steps=args.steps), args.steps,
+                                              torch.device("cpu"), False, args.work / name / "translated.npz")
+        rows.data.setdefault("translations", {})[name] = {**translation, "seconds": time.perf_counter() - t,
+                                                          "baseline": chosen}
+        rows.save()
+        print(f"{name}: translated {translation['per_class']}", flush=True)
+        conditions = {**{key: Condition(source, baseline=chosen) for key in translated.values()}, **conditions}
+    rows.measure({key: functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps,
+                                                                                seed=int(key.rsplit("|", 1)[1])), c)
+                  for key, c in conditions.items()})
 
 
 def summary_table(data: dict[str, Any], protocol: str) -> str:

@@ -121,6 +121,16 @@ def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.nda
     return Translation(translated_source(torch.cat(images), labels_out), np.concatenate(moved), per_class)
 
 
+def oversampled_top_up(real: LabelledImages, want: np.ndarray, seed: int = 0) -> TensorSource:
+    """The translation's control: `want[c]` copies of class c's own images, drawn at random (random oversampling)."""
+    rng = np.random.default_rng(seed)
+    labels = real.labels.numpy()
+    picks = [rng.choice(np.flatnonzero(labels == c), int(want[c])) for c in np.flatnonzero(want)]
+    index = torch.from_numpy(np.concatenate(picks))
+    return TensorSource(real.images[index], real.labels[index], alone="oversampled top-up only",
+                        mixed="real + oversampled top-up")
+
+
 def translated_source(images: torch.Tensor, labels: torch.Tensor) -> TensorSource:
     """Translated images as a top-up source, named for the conditions that use it."""
     return TensorSource(images, labels, alone="translated top-up only", mixed="real + translated top-up")

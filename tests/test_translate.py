@@ -8,7 +8,7 @@ import torch
 from synthaug.classify import ClassifierRecipe, predict, trained_on_real, with_baseline
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import DataError
-from synthaug.translate import (TranslateConfig, load_translation, save_translation, seed_weights,
+from synthaug.translate import (TranslateConfig, load_translation, oversampled_top_up, save_translation, seed_weights,
                                 translated_top_up)
 
 RARE = (3, 5)
@@ -91,3 +91,15 @@ def test_a_saved_translation_comes_back_only_for_its_own_settings(uneven, tmp_pa
     assert load_translation(path, {"want": want.tolist(), "seed": 1}) is None  # another's settings
     assert load_translation(tmp_path / "none.npz", {}) is None
     assert [p.name for p in tmp_path.iterdir()] == ["translated.npz"]  # no temporary file left behind
+
+
+def test_the_oversampled_control_copies_the_class_own_images(uneven):
+    real, _ = uneven
+    want = np.zeros(10, dtype=int)
+    want[list(RARE)] = 30
+    source = oversampled_top_up(real, want, seed=0)
+    assert np.bincount(source.labels.numpy(), minlength=10).tolist() == want.tolist()
+    for img, y in zip(source.images, source.labels):
+        assert bool((real.images[real.labels == y].flatten(1) == img.flatten()).all(1).any())
+    assert torch.equal(oversampled_top_up(real, want, seed=0).images, source.images)
+    assert source.mixed == "real + oversampled top-up"
