@@ -46,7 +46,7 @@ from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.data.icons import ICON_GROUPS
 from synthaug.device import run_parallel
 from synthaug.protocols import PROTOCOL_FIT, subset_folder, translated_rare
-from synthaug.translate import oversampled_top_up
+from synthaug.translate import TranslateConfig, oversampled_top_up
 from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
 
 RARE = ("Coat", "Shirt", "Pullover")
@@ -203,21 +203,26 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
 def translated_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
     """On top of the chosen baseline: the rare classes topped up to the largest class with common-class images
     translated into them (`synthaug.translate`, M2m), the generator-free lever for rare classes; and its control,
-    the same counts of the classes' own images (random oversampling)."""
+    the same counts of the classes' own images (random oversampling). `--translate-bar class` accepts a
+    translation at the median confidence the classifier gives the class's own images instead of 0.9."""
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
     want = np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
-    translated = {seed: f"{name}|{chosen} + translated top-up|{args.steps}|{seed}" for seed in range(args.seeds)}
+    relative = args.translate_bar == "class"
+    label = "translated top-up" + (" (class-median bar)" if relative else "")
+    translated = {seed: f"{name}|{chosen} + {label}|{args.steps}|{seed}" for seed in range(args.seeds)}
     conditions = {key: Condition(oversampled_top_up(real, want), baseline=chosen)
                   for key in (f"{name}|{chosen} + oversampled top-up|{args.steps}|{seed}" for seed in range(args.seeds))}
     if not all(k in rows.data["rows"] for k in translated.values()):
         t = time.perf_counter()
+        config = TranslateConfig(min_confidence=None) if relative else TranslateConfig()
+        keep = args.work / name / ("translated-class-bar.npz" if relative else "translated.npz")
         source, translation = translated_rare(real, want, chosen, ClassifierRecipe(steps=args.steps), args.steps,
-                                              torch.device("cpu"), False, args.work / name / "translated.npz")
-        rows.data.setdefault("translations", {})[name] = {**translation, "seconds": time.perf_counter() - t,
-                                                          "baseline": chosen}
+                                              torch.device("cpu"), False, keep, config)
+        rows.data.setdefault("translations", {})[f"{name}|{label}"] = {
+            **translation, "seconds": time.perf_counter() - t, "baseline": chosen}
         rows.save()
-        print(f"{name}: translated {translation['per_class']}", flush=True)
+        print(f"{name}: {label}: {translation['per_class']}", flush=True)
         conditions = {**{key: Condition(source, baseline=chosen) for key in translated.values()}, **conditions}
     rows.measure({key: functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps,
                                                                                 seed=int(key.rsplit("|", 1)[1])), c)
@@ -267,6 +272,9 @@ def main() -> None:
                     help="the chosen stage's budgets: --steps alone (1), or also twice it (2)")
     ap.add_argument("--baseline", default=None,
                     help="name the baseline (e.g. the one tune's own search chose) instead of searching for it")
+    ap.add_argument("--translate-bar", choices=("0.9", "class"), default="0.9",
+                    help="the translated stage's acceptance: the paper's 0.9, or the median confidence the classifier "
+                         "gives the class's own images")
     ap.add_argument("--table", action="store_true", help="print the tables of the rows measured so far, and stop")
     args = ap.parse_args()
     rows = Rows(args.json)

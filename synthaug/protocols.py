@@ -393,15 +393,17 @@ def tuned_top_up(real: LabelledImages, top_up: TensorSource, rare_ids: Sequence[
 
 def translated_rare(real: LabelledImages, want: np.ndarray, baseline: str | None, recipe: ClassifierRecipe,
                     teacher_steps: int | None, device: torch.device, progress: bool,
-                    keep: Path | None = None) -> tuple[TensorSource, dict[str, Any]]:
+                    keep: Path | None = None,
+                    config: TranslateConfig | None = None) -> tuple[TensorSource, dict[str, Any]]:
     """`want[c]` images of each class c translated from larger classes (`synthaug.translate`) by a classifier trained
     on `real` with the baseline's imbalance remedy (a class-weighted loss where the baseline has none: a plain
     classifier hardly ever gives a rare class the confidence a translation needs), and what it did per class.
-    `keep` (an .npz file) holds the translation, so a rerun of the same work does not translate again."""
+    `keep` (an .npz file) holds the translation, so a rerun of the same work does not translate again; `config`
+    None: the defaults, seeded by the recipe."""
     remedy = with_baseline(recipe, baseline).loss if baseline else "ce"
     g = teacher_on(real, teacher_steps, device, progress, desc="translation classifier",
                    baseline=remedy if remedy != "ce" else "weighted")
-    config = TranslateConfig(seed=recipe.seed)
+    config = config or TranslateConfig(seed=recipe.seed)
     key = {"classifier": weights_sha256(g), "want": [int(w) for w in want], "config": dataclasses.asdict(config)}
     translation = None if keep is None else load_translation(keep, key)
     if translation is None:

@@ -29,8 +29,12 @@ class TranslateConfig:
     steps: int = 10  # gradient steps per image
     step_size: float = 0.5  # L2 length of each step (the paper: 0.1, which moved no Fashion-MNIST image far enough)
     start: float = 0.5  # L2 length of the random start
-    min_confidence: float = 0.9  # a translation counts where the classifier gives the target this probability
-    beta: float = 0.999  # seed classes with n more images than the target are drawn with weight 1 - beta**n
+    # a translation counts where the classifier gives the target this probability; None: as much as it gives the
+    # median of the class's own images (a classifier short of convergence gives few images of a rare class 0.9)
+    min_confidence: float | None = 0.9
+    # a seed class with n more images than the target is drawn, and its translation accepted, with weight
+    # 1 - beta**n: the paper's rule for classes of thousands; in a small folder (gaps of tens) it refuses most
+    beta: float = 0.999
     batch_size: int = 256
     seed: int = 0
 
@@ -38,7 +42,7 @@ class TranslateConfig:
         if self.steps < 1 or self.batch_size < 1:
             raise DataError(f"translation steps and batch size must be at least 1 (got {self.steps}, "
                             f"{self.batch_size})")
-        if not 0.0 < self.beta < 1.0 or not 0.0 <= self.min_confidence < 1.0:
+        if not 0.0 < self.beta < 1.0 or not 0.0 <= (self.min_confidence or 0.0) < 1.0:
             raise DataError(f"translation beta must lie in (0, 1) and min_confidence in [0, 1) "
                             f"(got {self.beta}, {self.min_confidence})")
 
@@ -78,14 +82,15 @@ class Translation:
 
     source: TensorSource
     moved: np.ndarray
-    per_class: dict[str, dict[str, int]]
+    per_class: dict[str, dict[str, Any]]
 
 
 def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.ndarray,
                       config: TranslateConfig = TranslateConfig()) -> Translation:
     """`want[c]` extra images of each class c: each a seed image of a larger class translated into c by `model`
     (a classifier trained on `real`), kept where the model then gives c at least `min_confidence` (after rounding
-    to uint8) and the paper's acceptance draw passes; else a copy of one of c's own images (oversampling)."""
+    to uint8; None: the median it gives c's own images) and the paper's acceptance draw passes; else a copy of one
+    of c's own images (oversampling)."""
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
     if len(want) != len(counts) or np.any(np.asarray(want) < 0):
         raise DataError(f"{real.root}: translation wants one non-negative count per class (got {list(want)})")
@@ -100,6 +105,9 @@ def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.nda
         weights = seed_weights(counts, c, config.beta)
         own = np.flatnonzero(labels == c)
         n = int(want[c])
+        bar = config.min_confidence
+        if bar is None:
+            bar = float(predict(model, real.images[own])[:, c].median())
         ok = np.zeros(n, dtype=bool)
         seeds, accept_draw = np.zeros(0, dtype=np.int64), ok
         if weights.sum() > 0:  # the largest class has nothing larger to translate from: copies only
@@ -111,12 +119,12 @@ def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.nda
             part = slice(i, i + config.batch_size)
             target = torch.full((len(seeds[part]),), int(c))
             step = translate_batch(model, real.images[seeds[part]], target, config, gen)
-            ok[part] = (predict(model, step)[:, c].numpy() >= config.min_confidence) & accept_draw[part]
+            ok[part] = (predict(model, step)[:, c].numpy() >= bar) & accept_draw[part]
             keep = torch.from_numpy(ok[part])
             out[part][keep] = step[keep]
         images.append(out)
         moved.append(ok)
-        per_class[real.class_names[c]] = {"wanted": n, "translated": int(ok.sum())}
+        per_class[real.class_names[c]] = {"wanted": n, "translated": int(ok.sum()), "min_confidence": bar}
     labels_out = torch.cat([torch.full((int(want[c]),), int(c)) for c in np.flatnonzero(want)])
     return Translation(translated_source(torch.cat(images), labels_out), np.concatenate(moved), per_class)
 

@@ -103,3 +103,15 @@ def test_the_oversampled_control_copies_the_class_own_images(uneven):
         assert bool((real.images[real.labels == y].flatten(1) == img.flatten()).all(1).any())
     assert torch.equal(oversampled_top_up(real, want, seed=0).images, source.images)
     assert source.mixed == "real + oversampled top-up"
+
+
+def test_a_class_median_bar_accepts_what_looks_as_much_like_the_class_as_its_own_images(uneven):
+    real, _ = uneven
+    model = trained_on_real(real, with_baseline(ClassifierRecipe(steps=30, seed=0), "weighted"))  # short of converged
+    want = np.zeros(10, dtype=int)
+    want[3] = 40
+    result = translated_top_up(real, model, want, TranslateConfig(min_confidence=None, beta=0.9))  # accept ~all
+    bar = result.per_class[real.class_names[3]]["min_confidence"]
+    assert bar == pytest.approx(float(predict(model, real.images[real.labels == 3])[:, 3].median()))
+    probs = predict(model, result.source.images[torch.from_numpy(result.moved)])[:, 3]
+    assert result.moved.any() and (probs >= bar).all()
