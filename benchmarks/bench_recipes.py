@@ -211,8 +211,9 @@ def translated_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledI
     relative = args.translate_bar == "class"
     label = "translated top-up" + (" (class-median bar)" if relative else "")
     translated = {seed: f"{name}|{chosen} + {label}|{args.steps}|{seed}" for seed in range(args.seeds)}
-    conditions = {key: Condition(oversampled_top_up(real, want), baseline=chosen)
-                  for key in (f"{name}|{chosen} + oversampled top-up|{args.steps}|{seed}" for seed in range(args.seeds))}
+    conditions = {} if relative else {  # the control is the same for either bar: measured once
+        key: Condition(oversampled_top_up(real, want), baseline=chosen)
+        for key in (f"{name}|{chosen} + oversampled top-up|{args.steps}|{seed}" for seed in range(args.seeds))}
     if not all(k in rows.data["rows"] for k in translated.values()):
         t = time.perf_counter()
         config = TranslateConfig(min_confidence=None) if relative else TranslateConfig()

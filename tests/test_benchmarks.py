@@ -92,6 +92,32 @@ def test_bench_recipes_resumes_row_by_row(digits_splits, tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_recipes_translated_stage_tops_up_the_rare_protocol(digits_splits, tmp_path):
+    """The rare protocol on digits whose 3, 5 and 8 are named Coat, Shirt and Pullover: translated top-up and its
+    oversampled control on top of a named baseline; the translation is kept and a second call trains nothing."""
+    root = tmp_path / "data"
+    for split in ("train", "test"):
+        for folder in sorted((digits_splits / split).iterdir()):
+            name = {"digit3": "Coat", "digit5": "Shirt", "digit8": "Pullover"}.get(folder.name, folder.name)
+            (root / "fashion" / split).mkdir(parents=True, exist_ok=True)
+            (root / "fashion" / split / name).symlink_to(folder)
+    args = ["--data", str(root), "--protocols", "fashion-rare", "--steps", "4", "--seeds", "1", "--baseline",
+            "weighted", "--work", str(tmp_path / "work"), "--stage", "translated"]
+    _, rows = _bench("bench_recipes", args, tmp_path)
+    assert set(rows["rows"]) == {"fashion-rare|weighted + translated top-up|4|0",
+                                 "fashion-rare|weighted + oversampled top-up|4|0"}
+    translation = rows["translations"]["fashion-rare|translated top-up"]
+    # each rare class keeps 1% of its 140 training images (1) and is topped up to the largest class (140)
+    assert {c: v["wanted"] for c, v in translation["per_class"].items()} == {"Coat": 139, "Pullover": 139,
+                                                                            "Shirt": 139}
+    assert translation["classifier_loss"] == "weighted" and (tmp_path / "work" / "fashion-rare" /
+                                                             "translated.npz").is_file()
+    before = (tmp_path / "bench_recipes.json").read_text()
+    _bench("bench_recipes", args, tmp_path)
+    assert (tmp_path / "bench_recipes.json").read_text() == before
+
+
+@pytest.mark.slow
 def test_device_check_runs_on_the_cpu(tmp_path):
     """The GPU machine's one command, in its quick CPU form: every section measures something real."""
     stdout, result = _bench("device_check", ["--device", "cpu", "--quick"], tmp_path)
