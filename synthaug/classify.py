@@ -160,7 +160,7 @@ def build_classifier(arch: str, channels: int, num_classes: int, resolution: int
     return CLASSIFIERS.get(arch)(channels, num_classes, resolution)
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
+def normalise_pixels(x: torch.Tensor) -> torch.Tensor:
     """uint8 pixels to floats in [-1, 1]."""
     return x.float().div(127.5).sub(1.0)
 
@@ -320,7 +320,7 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
                                           recipe.loss == "balanced-sampling")
             if policy is not None:  # per image: a v2 transform on a batch would draw one op for all of it
                 images = torch.stack([policy(img) for img in images])
-            x = _normalise(images.to(device, non_blocking=True))
+            x = normalise_pixels(images.to(device, non_blocking=True))
             if recipe.augment != "none":
                 x = _translate(x, gen)
             if erase is not None:
@@ -344,7 +344,7 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
 def _inputs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """uint8 images as the model's normalised NHWC input on its device."""
     device = next(model.parameters()).device
-    return _normalise(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
+    return normalise_pixels(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
 
 
 # Batches of 128 in NHWC storage: 3.3x the rate of NCHW batches of 1024 for the CNN on this project's CPU

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthaug.classify import _normalise, predict
+from synthaug.classify import normalise_pixels, predict
 from synthaug.conditions import TensorSource
 from synthaug.data.folder import LabelledImages
 from synthaug.errors import DataError
@@ -61,7 +61,7 @@ def translate_batch(model: torch.nn.Module, images: torch.Tensor, targets: torch
     model.to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
     scale = 2.0  # the model sees pixels in [-1, 1]: twice the paper's [0, 1] lengths
-    x = _normalise(images).to(device)
+    x = normalise_pixels(images).to(device)
     dims = tuple(range(1, x.dim()))
     noise = torch.randn(x.shape, generator=gen).to(device)
     x = (x + scale * config.start * noise / noise.flatten(1).norm(dim=1).view(-1, *[1] * len(dims))).clamp(-1, 1)
