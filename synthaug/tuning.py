@@ -32,10 +32,9 @@ from synthaug.errors import SynthaugError
 from synthaug.runs import GENERATOR_FILE, run_folder_of, snapshot_files, write_sampling
 from synthaug.sampler import Sampler, needs_teacher, teacher_on
 from synthaug.selection import (MARGIN_SE, BaselineChoice, balanced_accuracy, balanced_of, choose_baseline,
-                                clearly_better, exceeds_noise, format_choice, paired_gain, rare_classes,
-                                trial_outcomes, trial_outcomes_many, validation_split, warn_near_copies)
+                                exceeds_noise, format_choice, paired_gain, rare_classes, trial_outcomes,
+                                validation_split, warn_near_copies)
 from synthaug.topup import choose_top_up
-from synthaug.translate import translated_top_up
 from synthaug.sources import resolve_source
 
 LATENT_SCALES = (0.8, 1.0, 1.25)
@@ -231,29 +230,21 @@ def tune(source: str | Path, *, real: str | Path | None = None, holdout: float =
     best = top[0]
     top_up = rare_top_up(source, best, train, val, s.teacher, choice.recipe, dev, progress)
     top_up_val = top_up["val_balanced_accuracy"] if top_up and top_up["shape"].classes else -1.0
-    translated = translated_trial(train, val, s.teacher, teacher_info, choice, dev, progress) if rare else None
-    translated_val = translated["val_balanced_accuracy"] if translated and translated["clearly_better"] else -1.0
-    # synthetic data must beat the baseline clearly (by more than the validation split's noise), and the top-ups
+    # synthetic data must beat the baseline clearly (by more than the validation split's noise), and the top-up
     gain, se = s.gain(*top, choice)
-    synthetic = exceeds_noise(gain, se) and uses[top] >= max(top_up_val, translated_val)
-    adopted_translated = translated_val > max(choice.val, top_up_val) and not synthetic
-    adopted_top_up = top_up_val > choice.val and not synthetic and not adopted_translated
+    synthetic = exceeds_noise(gain, se) and uses[top] >= top_up_val
+    adopted_top_up = top_up_val > choice.val and not synthetic
     advice = {"baseline": choice.name, "recipe": describe_recipe(choice.recipe),
               "classifier": dataclasses.asdict(choice.recipe),
               "synthetic": {"ratio": top[1], "mix": top[2], "labels": "soft" if best.soft_labels else "hard"}
               if synthetic else None,
-              "top_up": {"source": "generator", **dataclasses.asdict(top_up["shape"]),
-                         "described": top_up["shape"].describe(train.class_names)} if adopted_top_up else
-              {"source": "translated", "classes": rare, "described": translated["described"]}
-              if adopted_translated else None,
+              "top_up": {**dataclasses.asdict(top_up["shape"]),
+                         "described": top_up["shape"].describe(train.class_names)} if adopted_top_up else None,
               "val_balanced_accuracy": max(choice.val, uses[top] if synthetic else -1.0,
-                                           top_up_val if adopted_top_up else -1.0,
-                                           translated_val if adopted_translated else -1.0),
+                                           top_up_val if adopted_top_up else -1.0),
               "baseline_val_balanced_accuracy": choice.val}
-    best_extra = max(uses[top], top_up_val, translated["val_balanced_accuracy"] if translated else -1.0)
-    result = {"advice": advice, "verdict": verdict(advice, best_extra),
+    result = {"advice": advice, "verdict": verdict(advice, max(uses[top], top_up_val)),
               "top_up": None if top_up is None else {**top_up, "shape": dataclasses.asdict(top_up["shape"])},
-              "translated": None if translated is None else {k: v for k, v in translated.items() if k != "outcomes"},
               "sampling": dataclasses.asdict(best),
               "baseline": choice.summary(), "teacher": teacher_info,
               "synthetic_only_val_accuracy": s.scores.get(s.key(best, None)), "reach": reach,
@@ -328,40 +319,6 @@ def rare_top_up(source: Path, sampling: SamplingConfig, train: LabelledImages, v
     return choice
 
 
-def translated_trial(train: LabelledImages, val: LabelledImages, teacher: torch.nn.Module,
-                     teacher_info: dict[str, Any], choice: BaselineChoice, device: torch.device,
-                     progress: bool) -> dict[str, Any]:
-    """The rare classes topped up to the largest with images of larger classes translated into them
-    (`synthaug.translate`), one trial under the chosen baseline on validation: its score, whether it beats the
-    baseline alone by more than the split's noise, and how many images of each class were translated. The
-    translating classifier is the teacher where it has an imbalance remedy, else one trained with a class-weighted
-    loss (a plain one hardly ever gives a rare class the confidence a translation needs)."""
-    counts = np.bincount(train.labels.numpy(), minlength=len(train.class_names))
-    rare = rare_classes(counts.tolist())
-    if teacher_info.get("baseline") is None:
-        teacher = teacher_on(train, teacher_info["steps"], device, baseline="weighted")
-    want = np.where(np.isin(np.arange(len(counts)), rare), counts.max() - counts, 0)
-    translation = translated_top_up(train, teacher, want)
-    ((outcomes, images),) = trial_outcomes_many([(Condition(translation.source), train, val, choice.recipe)], device)
-    truth = val.labels.numpy()
-    accuracy = balanced_of(outcomes, truth)
-    better = bool(choice.outcomes) and clearly_better(outcomes, np.asarray(choice.outcomes), truth)
-    trial = {"val_balanced_accuracy": accuracy, "clearly_better": better, "images": images,
-             "described": ", ".join(train.class_names[c] for c in rare) + " translated from larger classes",
-             "per_class": translation.per_class, "outcomes": outcomes}
-    if progress:
-        print(describe_translated(trial))
-    return trial
-
-
-def describe_translated(trial: dict[str, Any]) -> str:
-    """The translated top-up's trial in words: what it translated and what it scored on validation."""
-    counts = ", ".join(f"{c} {v['translated']} of {v['wanted']}" for c, v in trial["per_class"].items())
-    return (f"translated top-up ({trial['described']}; {counts} translated): "
-            f"{100 * trial['val_balanced_accuracy']:.2f}% on validation"
-            + ("" if trial["clearly_better"] else ", not clearly above the baseline"))
-
-
 def verdict(advice: dict[str, Any], best_mix: float) -> str:
     """One line naming the whole recipe and what synthetic data adds on validation, or that it adds nothing."""
     base = advice["baseline_val_balanced_accuracy"]
@@ -395,8 +352,6 @@ def format_trials(result: dict[str, Any]) -> str:
         acc = "failed" if row["val_accuracy"] is None else f"{100 * row['val_accuracy']:.2f}%"
         lines.append(f"| {row['stage']} | {snaps} | {c['latent_scale']:g} | {c['min_confidence'] or '-'} | "
                      f"{'soft' if c['soft_labels'] else 'hard'} | {use} | {row['steps']} | {acc} |")
-    if result.get("translated"):
-        lines += ["", describe_translated(result["translated"])]
     if "val_near_copies" in result:
         groups = f", groups kept whole ({result['group_by']})" if result.get("group_by") else ""
         lines += ["", f"validation: {result['val_images']} images{groups}; "

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,7 +16,6 @@ from synthaug.data.folder import load_image_folder
 from synthaug.runs import read_sampling
 from synthaug.selection import validation_split
 from synthaug.sources import resolve_source
-from synthaug.tuning import format_trials
 from synthaug_cli.commands import read_advice_of
 from synthaug_cli.main import cli
 
@@ -138,17 +136,10 @@ def test_tune_on_an_uneven_folder_shapes_a_rare_class_top_up(tmp_path):
     top_up = result["top_up"]
     assert top_up is not None and top_up["trials"][0]["shape"] is None  # the baseline alone, scored first
     assert tuple(top_up["trials"][1]["shape"]["classes"]) == (3,)  # every rare class, then shaped
-    translated = result["translated"]  # the generator-free top-up, one trial beside the generator's
-    counts = np.bincount(validation_split(load_image_folder(train, progress=False), 0.1)[0].labels.numpy())
-    assert list(translated["per_class"]) == ["digit3"]
-    assert translated["per_class"]["digit3"]["wanted"] == int(counts.max() - counts[3])
-    assert "translated top-up (digit3 translated from larger classes" in format_trials(result)
     advice = result["advice"]
     assert advice["synthetic"] is None or advice["top_up"] is None  # one way to add images, the better one
     if advice["top_up"]:
         assert advice["val_balanced_accuracy"] > advice["baseline_val_balanced_accuracy"]
         assert result["verdict"].startswith(f"{advice['recipe']}, plus a top-up of digit3")
-        assert (advice["top_up"]["source"] == "translated") == (
-            translated["clearly_better"] and translated["val_balanced_accuracy"] >= advice["val_balanced_accuracy"])
     elif advice["synthetic"] is None:
         assert result["verdict"].startswith("no synthetic data")
