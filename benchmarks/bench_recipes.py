@@ -143,7 +143,7 @@ def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int, nam
         rows.save()
         return named
     train, val = validation_split(real, 0.1)
-    folds = auto_folds(len(val))
+    folds = auto_folds(val.labels.numpy())
     key = f"{name}|{steps}" + (f"|{folds} folds" if folds > 1 else "")  # a single-split search keeps its old key
     if key not in rows.data["choices"]:
         t = time.perf_counter()

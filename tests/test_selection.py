@@ -115,11 +115,20 @@ def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(di
     assert choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix"), folds=1) == choice
 
 
+def test_folds_follow_the_rarest_class_as_well_as_the_split_size():
+    even = np.repeat(np.arange(10), 60)  # 600 images, 60 a class: one split is enough
+    assert auto_folds(even) == 1
+    rare = np.concatenate([np.repeat(np.arange(7), 600), np.repeat([7, 8, 9], 6)])  # 4,218, three classes at 6
+    assert auto_folds(rare) == 3  # 200 / 10 = 20 images of a class wanted: 6 a fold needs 3 (the cap)
+    assert auto_folds(np.concatenate([np.repeat(np.arange(9), 40), [9] * 12])) == 2  # the rarest at 12: 2 folds
+    assert auto_folds(np.repeat(np.arange(10), 4)) == 3 and auto_folds(np.zeros(0)) == 1
+
+
 def test_a_small_validation_split_is_searched_on_disjoint_folds_of_the_folder(digits_dir):
     data = load_image_folder(digits_dir, progress=False)
     small = data.subset(np.concatenate([np.flatnonzero(data.labels.numpy() == c)[:40] for c in range(10)]))
     train, val = validation_split(small, 0.1)
-    assert len(val) == 40 and auto_folds(len(val)) == 3  # 40 images alone: one image is 2.5 points
+    assert len(val) == 40 and auto_folds(val.labels.numpy()) == 3  # 40 images alone: one image is 2.5 points
     folds = search_folds(train, val, 3)
     assert folds[0] == (train, val) and len(folds) == 3
     def ids(part):  # each image's position in `small`, written into its first two pixels below
