@@ -210,24 +210,24 @@ def translated_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledI
     want = np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
     relative = args.translate_bar == "class"
     label = "translated top-up" + (" (class-median bar)" if relative else "")
-    translated = {seed: f"{name}|{chosen} + {label}|{args.steps}|{seed}" for seed in range(args.seeds)}
-    conditions = {} if relative else {  # the control is the same for either bar: measured once
-        key: Condition(oversampled_top_up(real, want), baseline=chosen)
-        for key in (f"{name}|{chosen} + oversampled top-up|{args.steps}|{seed}" for seed in range(args.seeds))}
-    if not all(k in rows.data["rows"] for k in translated.values()):
+    rows_of = {f"{name}|{chosen} + {label}|{args.steps}|{seed}": (seed, "translated") for seed in range(args.seeds)}
+    if not relative:  # the control is the same for either bar: measured once
+        rows_of.update({f"{name}|{chosen} + oversampled top-up|{args.steps}|{seed}": (seed, "oversampled")
+                        for seed in range(args.seeds)})
+    sources = {"oversampled": oversampled_top_up(real, want)}
+    if any(k not in rows.data["rows"] for k, (_, kind) in rows_of.items() if kind == "translated"):
         t = time.perf_counter()
         config = TranslateConfig(min_confidence=None) if relative else TranslateConfig()
         keep = args.work / name / ("translated-class-bar.npz" if relative else "translated.npz")
-        source, translation = translated_rare(real, want, chosen, ClassifierRecipe(steps=args.steps), args.steps,
-                                              torch.device("cpu"), False, keep, config)
+        sources["translated"], translation = translated_rare(real, want, chosen, ClassifierRecipe(steps=args.steps),
+                                                             args.steps, torch.device("cpu"), False, keep, config)
         rows.data.setdefault("translations", {})[f"{name}|{label}"] = {
             **translation, "seconds": time.perf_counter() - t, "baseline": chosen}
         rows.save()
         print(f"{name}: {label}: {translation['per_class']}", flush=True)
-        conditions = {**{key: Condition(source, baseline=chosen) for key in translated.values()}, **conditions}
-    rows.measure({key: functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps,
-                                                                                seed=int(key.rsplit("|", 1)[1])), c)
-                  for key, c in conditions.items()})
+    rows.measure({key: functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps, seed=seed),
+                                         Condition(sources[kind], baseline=chosen))
+                  for key, (seed, kind) in rows_of.items() if kind in sources})
 
 
 def summary_table(data: dict[str, Any], protocol: str) -> str:
