@@ -164,7 +164,8 @@ def rare_samples(report: dict[str, Any], out: Path) -> bool:
     saved = (report.get("translation") or {}).get("saved")
     if saved and Path(saved).is_file():
         with np.load(saved) as t:  # the translated images only, not the class's own copies
-            sets["translated"] = (t["images"][t["moved"]], t["labels"][t["moved"]])
+            if t["moved"].any():
+                sets["translated"] = (t["images"][t["moved"]], t["labels"][t["moved"]])
     plots.rare_class_samples(sets, [names.index(c) for c in report["rare"]], names, out)
     return True
 
