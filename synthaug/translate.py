@@ -58,7 +58,6 @@ def translate_batch(model: torch.nn.Module, images: torch.Tensor, targets: torch
                     gen: torch.Generator) -> torch.Tensor:
     """uint8 images moved towards `targets` by L2-normalised steps on the classifier's cross-entropy, from a random
     start; uint8 again."""
-    model.to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
     scale = 2.0  # the model sees pixels in [-1, 1]: twice the paper's [0, 1] lengths
     x = normalise_pixels(images).to(device)
@@ -99,7 +98,7 @@ def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.nda
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     labels = real.labels.numpy()
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)  # once, outside inference mode: its weights stay differentiable
     images, moved, per_class = [], [], {}
     for c in np.flatnonzero(want):
         weights = seed_weights(counts, c, config.beta)
