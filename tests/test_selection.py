@@ -152,6 +152,23 @@ def test_a_small_validation_split_is_searched_on_disjoint_folds_of_the_folder(di
     assert choose_baseline(train, val, TINY, augments=("plain", "cutmix"), rungs=1) == choice  # kept on disk
 
 
+def test_only_the_imbalance_stage_pools_the_folds_the_rarest_class_asks(digits_dir, trained, monkeypatch):
+    data = load_image_folder(digits_dir, progress=False)
+    uneven = data.subset(np.concatenate([np.flatnonzero(data.labels.numpy() == c)[:30 if c >= 7 else None]
+                                         for c in range(10)]))
+    train, val = validation_split(uneven, 0.1)
+    monkeypatch.setattr(selection, "SEARCH_IMAGES", 100)  # enough images in all, 3 of each rare class: too few
+    assert selection.size_folds(len(val)) == 1 and auto_folds(val.labels.numpy()) == 3
+    choice = choose_baseline(train, val, TINY, augments=("plain", "cutmix"), losses=("weighted",), rungs=1)
+    assert {(t["stage"], t["folds"]) for t in choice.trials} == {("augmentation", 1), ("imbalance", 3)}
+    assert len(trained) == 2 + 2 + 3  # two augmentations on one fold; the best's two more folds; the loss on three
+    assert choice.folds == 3 and len(choice.outcomes) == len(val)
+    table = format_choice(choice.summary())
+    assert "| augmentation (1 fold) |" in table and "| imbalance (3 folds) |" in table
+    assert choose_baseline(train, val, TINY, augments=("plain", "cutmix"), losses=("weighted",), rungs=1) == choice
+    assert len(trained) == 7  # kept on disk
+
+
 @pytest.fixture
 def trained(monkeypatch) -> list[str]:
     """The names of the conditions the searches train from here on (the real training, counted)."""
