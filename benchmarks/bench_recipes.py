@@ -10,7 +10,7 @@ fashion-1% and fashion-10% (stratified fractions), fashion-rare (Coat, Shirt and
 fashion (all of it).
 
 Stages: `baselines` trains every baseline of `synthaug.classify.BASELINES` (imbalance ones only where classes are
-uneven) on the whole training folder and tests it; `chosen` asks `choose_baseline` (a validation split of the
+uneven; `--names` picks some) on the whole training folder and tests it; `chosen` asks `choose_baseline` (a validation split of the
 training folder, never test/; pooled over disjoint folds where that split is small) which one wins, then tests
 the winner at the budget and at twice it; `fit` fits a generator on the protocol's training folder alone
 (RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up` too); `synthetic` fits it where `fit` has not, runs
@@ -276,6 +276,9 @@ def main() -> None:
     ap.add_argument("--translate-bar", choices=("0.9", "class"), default="0.9",
                     help="the translated stage's acceptance: the paper's 0.9, or the median confidence the classifier "
                          "gives the class's own images")
+    ap.add_argument("--names", default=None,
+                    help="the baselines stage's baselines, comma-separated (default: every augmentation baseline, "
+                         "and every imbalance one where classes are uneven), e.g. 'cmo,trivial + cmo'")
     ap.add_argument("--table", action="store_true", help="print the tables of the rows measured so far, and stop")
     args = ap.parse_args()
     rows = Rows(args.json)
@@ -286,7 +289,8 @@ def main() -> None:
     for name in args.protocols.split(","):
         real, test, _, _ = protocol_data(name, args.data)
         if args.stage == "baselines":
-            names = AUGMENT_BASELINES + (IMBALANCE_BASELINES if is_uneven(real) else ())
+            names = (tuple(n.strip() for n in args.names.split(",")) if args.names else
+                     AUGMENT_BASELINES + (IMBALANCE_BASELINES if is_uneven(real) else ()))
             rows.measure({f"{name}|{b}|{args.steps}|{seed}": functools.partial(
                 test_row, real, test, with_baseline(ClassifierRecipe(steps=args.steps, seed=seed), b))
                 for seed in range(args.seeds) for b in names})

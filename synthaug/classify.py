@@ -18,8 +18,11 @@ from synthaug.registry import Registry
 
 # How the classifier meets uneven classes: plain cross-entropy; weighted by inverse class frequency; logit-adjusted
 # (Menon et al. 2021, arXiv:2007.07314: log class priors added to the logits in training, tau = 1); or batches drawn
-# with equal probability per class.
-CLASSIFIER_LOSSES = ("ce", "weighted", "logit-adjusted", "balanced-sampling")
+# with equal probability per class; or CMO (Park et al. 2022, arXiv:2112.00412): a patch of an image drawn with equal
+# probability per class pasted on half the images of each natural batch, the label mixed by area, so the rare
+# classes appear on the common classes' images.
+CLASSIFIER_LOSSES = ("ce", "weighted", "logit-adjusted", "balanced-sampling", "cmo")
+CMO_SHARE = 0.5  # the share of images that receive a patch (the paper's mixing probability)
 # Augmentation policies, all on uint8 images and drawn per image: none; a random shift (the benchmark's default);
 # the shift plus torchvision's TrivialAugmentWide or RandAugment (arXiv:2103.10158, arXiv:1909.13719).
 AUGMENT_POLICIES = ("none", "shift", "trivial", "randaugment")
@@ -62,7 +65,7 @@ for _name, _change in {"plain": {}, "none": {"augment": "none"}, "erasing": {"er
                        "randaugment+erasing": {"augment": "randaugment", "erasing": 0.25},
                        "mixup": {"mix": "mixup"}, "cutmix": {"mix": "cutmix"},
                        "weighted": {"loss": "weighted"}, "logit-adjusted": {"loss": "logit-adjusted"},
-                       "balanced-sampling": {"loss": "balanced-sampling"}}.items():
+                       "balanced-sampling": {"loss": "balanced-sampling"}, "cmo": {"loss": "cmo"}}.items():
     BASELINES.add(_name, _change)
 AUGMENT_BASELINES = ("plain", "none", "erasing", "trivial", "trivial+erasing", "randaugment+erasing", "mixup",
                      "cutmix")
@@ -83,7 +86,7 @@ def with_baseline(recipe: ClassifierRecipe, name: str) -> ClassifierRecipe:
 
 def imbalance_part(name: str) -> str | None:
     """The imbalance loss of a baseline name ('trivial+erasing + logit-adjusted' -> 'logit-adjusted'), or None."""
-    return next((p for p in name.split(" + ") if p in IMBALANCE_BASELINES), None)
+    return next((p for p in name.split(" + ") if p in IMBALANCE_BASELINES + ("cmo",)), None)
 
 
 def describe_recipe(recipe: ClassifierRecipe) -> str:
@@ -96,7 +99,8 @@ def describe_recipe(recipe: ClassifierRecipe) -> str:
         parts.append({"mixup": "MixUp", "cutmix": "CutMix"}[recipe.mix])
     if recipe.loss != "ce":
         parts.append({"weighted": "class-weighted loss", "logit-adjusted": "logit-adjusted loss",
-                      "balanced-sampling": "class-balanced sampling"}[recipe.loss])
+                      "balanced-sampling": "class-balanced sampling",
+                      "cmo": "rare-class patches on common images (CMO)"}[recipe.loss])
     return " + ".join(parts)
 
 
@@ -279,6 +283,25 @@ def _mix_soft(x: torch.Tensor, target: torch.Tensor, mix: str,
     return x, lam * target + (1 - lam) * other_t
 
 
+def paste_patches(x: torch.Tensor, target: torch.Tensor, patches: torch.Tensor, patch_target: torch.Tensor,
+                  gen: torch.Generator, share: float = CMO_SHARE) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix of `patches` into `x`, image by image: each image of `x` receives, with probability `share`, a box
+    of its partner in `patches` covering 1 - lambda of it (lambda ~ U(0, 1), CutMix's alpha 1); the soft targets
+    (N, K) mix by the area pasted."""
+    n, _, h, w = x.shape
+    cut = torch.sqrt(1 - torch.rand(n, generator=gen)) * (torch.rand(n, generator=gen) < share)
+    cy, cx = torch.randint(0, h, (n,), generator=gen), torch.randint(0, w, (n,), generator=gen)
+    half_h, half_w = (cut * h).long() // 2, (cut * w).long() // 2
+    y0, y1 = (cy - half_h).clamp(min=0), (cy + half_h).clamp(max=h)
+    x0, x1 = (cx - half_w).clamp(min=0), (cx + half_w).clamp(max=w)
+    rows, cols = torch.arange(h), torch.arange(w)
+    box = (((rows >= y0[:, None]) & (rows < y1[:, None]))[:, :, None]
+           & ((cols >= x0[:, None]) & (cols < x1[:, None]))[:, None, :])  # (N, H, W)
+    pasted = box.flatten(1).float().mean(1).to(target.device)[:, None]
+    mixed = torch.where(box[:, None].to(x.device), patches, x)
+    return mixed, (1 - pasted) * target + pasted * patch_target
+
+
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe,
                      device: torch.device | str = "cpu", class_weights: torch.Tensor | None = None,
                      progress: bool = True, desc: str = "classifier") -> nn.Module:
@@ -312,22 +335,35 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
         counts = label_counts(phases, num_classes)
         log_prior = torch.log(counts.clamp(min=1) / counts.sum()).to(device)
     policy, erase, mixer = _augmentations(recipe, num_classes)
+
+    def augmented(images: torch.Tensor) -> torch.Tensor:
+        """A batch of uint8 images through the recipe's per-image augmentations, as normalised floats."""
+        if policy is not None:  # per image: a v2 transform on a batch would draw one op for all of it
+            images = torch.stack([policy(img) for img in images])
+        x = normalise_pixels(images.to(device, non_blocking=True))
+        if recipe.augment != "none":
+            x = _translate(x, gen)
+        if erase is not None:
+            x = torch.stack([erase(img) for img in x])
+        return x
+
+    def soft_of(labels: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
+        return (soft if soft is not None else F.one_hot(labels, num_classes).float()).to(device)
+
     model.train()
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
     for phase in phases:
         for _ in range(phase.steps):
             images, labels, soft = _batch(phase, recipe.batch_size, gen, num_classes,
                                           recipe.loss == "balanced-sampling")
-            if policy is not None:  # per image: a v2 transform on a batch would draw one op for all of it
-                images = torch.stack([policy(img) for img in images])
-            x = normalise_pixels(images.to(device, non_blocking=True))
-            if recipe.augment != "none":
-                x = _translate(x, gen)
-            if erase is not None:
-                x = torch.stack([erase(img) for img in x])
+            x = augmented(images)
             target = soft.to(device) if soft is not None else labels.to(device)
+            if recipe.loss == "cmo":
+                rare_images, rare_labels, rare_soft = _batch(phase, recipe.batch_size, gen, num_classes, True)
+                x, target = paste_patches(x, soft_of(labels, soft), augmented(rare_images),
+                                          soft_of(rare_labels, rare_soft), gen)
             if mixer is not None:
-                x, target = mixer(x, target) if soft is None else _mix_soft(x, target, recipe.mix, gen)
+                x, target = mixer(x, target) if target.ndim == 1 else _mix_soft(x, target, recipe.mix, gen)
             logits = model(x.contiguous(memory_format=torch.channels_last))
             if log_prior is not None:
                 logits = logits + log_prior

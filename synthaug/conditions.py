@@ -28,7 +28,7 @@ from synthaug.sampler import Sampler
 MIX_RECIPES = ("concat", "weighted", "finetune")
 # how a loss-only baseline shows in a condition's name; any other baseline shows as " + <its name>"
 LOSS_NAMES = {"weighted": " + class-weighted loss", "logit-adjusted": " + logit-adjusted loss",
-              "balanced-sampling": " + class-balanced sampling"}
+              "balanced-sampling": " + class-balanced sampling", "cmo": " + CMO"}
 
 
 def parse_mix_recipe(spec: str) -> tuple[str, float | None]:

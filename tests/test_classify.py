@@ -7,8 +7,8 @@ import torch
 
 import synthaug
 from synthaug.classify import (ClassifierRecipe, Phase, TensorPool, build_classifier, classification_report,
-                               inverse_frequency, list_classifiers, predict, train_classifier, train_on_phases,
-                               weights_sha256)
+                               describe_recipe, inverse_frequency, list_classifiers, paste_patches, predict,
+                               train_classifier, train_on_phases, weights_sha256, with_baseline)
 from synthaug.errors import SynthaugError
 
 TINY = ClassifierRecipe(steps=30, batch_size=32)
@@ -63,7 +63,8 @@ def test_classification_report_reads_the_confusion_matrix():
 
 @pytest.mark.parametrize("change", [{"augment": "trivial"}, {"augment": "randaugment"}, {"augment": "none"},
                                     {"erasing": 0.5}, {"mix": "mixup"}, {"mix": "cutmix"},
-                                    {"loss": "logit-adjusted"}, {"loss": "balanced-sampling"}])
+                                    {"loss": "logit-adjusted"}, {"loss": "balanced-sampling"}, {"loss": "cmo"},
+                                    {"loss": "cmo", "mix": "cutmix"}])
 def test_every_baseline_option_trains_deterministically_and_changes_training(digits, change):
     recipe = ClassifierRecipe(steps=15, batch_size=32, **change)
     a = train_classifier(digits.images, digits.labels, 10, recipe, progress=False)
@@ -83,3 +84,24 @@ def test_balanced_sampling_draws_every_class_alike():
         ClassifierRecipe(augment="autoaugment")
     with pytest.raises(SynthaugError, match="erasing probability must lie in"):
         ClassifierRecipe(erasing=2.0)
+
+
+def test_cmo_pastes_a_box_of_each_partner_on_about_half_the_images_and_mixes_labels_by_area():
+    gen = torch.Generator().manual_seed(0)
+    x, patches = torch.zeros(2000, 1, 16, 16), torch.ones(2000, 1, 16, 16)
+    target = torch.nn.functional.one_hot(torch.zeros(2000, dtype=torch.long), 3).float()
+    rare = torch.nn.functional.one_hot(torch.full((2000,), 2), 3).float()
+    mixed, mixed_target = paste_patches(x, target, patches, rare, gen)
+    area = mixed.flatten(1).mean(1)  # the pasted share of each image: its patch is all ones
+    assert torch.allclose(mixed_target[:, 2], area) and torch.allclose(mixed_target.sum(1), torch.ones(2000))
+    assert 0.4 < float((area > 0).float().mean()) < 0.55  # half the images (a box can round to nothing)
+    assert len(torch.unique(area[area > 0])) > 20  # each image its own box: drawn per image, not once per batch
+    for img, share in zip(mixed[:50], area[:50]):  # the pasted pixels form one rectangle
+        rows, cols = torch.nonzero(img[0], as_tuple=True)
+        if len(rows):
+            box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+            assert int(box) == len(rows) == round(float(share) * 256)
+    again, _ = paste_patches(x, target, patches, rare, torch.Generator().manual_seed(0))
+    assert torch.equal(again, mixed)  # the same seed, the same boxes
+    assert describe_recipe(with_baseline(ClassifierRecipe(), "trivial + cmo")) == \
+        "TrivialAugment + rare-class patches on common images (CMO)"
