@@ -16,7 +16,9 @@ the winner at the budget and at twice it; `fit` fits a generator on the protocol
 (RUN = WORK/PROTOCOL/run, for `synthaug benchmark --top-up` too); `synthetic` fits it where `fit` has not, runs
 `tune` on top of the chosen baseline, and tests the chosen baseline + synthetic data as tune advises and at 1:1;
 `translated` tops the rare classes up with common-class images translated into them (M2m, no generator) on top of
-the chosen baseline, and with copies of their own images (the control: random oversampling).
+the chosen baseline, and with copies of their own images (the control: random oversampling); `dagan` tops them up
+with a DAGAN's variations of their own images (a pair GAN trained on the whole folder, no class-conditional
+generator).
 `--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
@@ -200,14 +202,49 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
                   for seed in range(args.seeds) for label, condition in conditions.items()})
 
 
+def rare_gap(real: LabelledImages) -> np.ndarray:
+    """Per class, the images a rare class lacks to the largest class (0 for the others)."""
+    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
+    return np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
+
+
+def dagan_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
+    """On top of the chosen baseline: the rare classes topped up to the largest class by a DAGAN (`synthaug.dagan`)
+    fitted on the protocol's training folder (kept in WORK/PROTOCOL/dagan.pt), each image made from one of the
+    class's own; a sample grid of each rare class beside its real images in WORK/PROTOCOL/dagan-samples.png."""
+    from synthaug.conditions import tensors_digest
+    from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan, save_dagan
+    from synthaug.plots import rare_class_samples
+
+    chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
+    config = DaganConfig(steps=args.dagan_steps)
+    key = {"data": tensors_digest(real.images, real.labels), "config": dataclasses.asdict(config)}
+    path = args.work / name / "dagan.pt"
+    generator = load_dagan(path, key, real.images.shape[1], config)
+    if generator is None:
+        t = time.perf_counter()
+        generator = fit_dagan(real, config, progress=False)
+        save_dagan(generator, path, key)
+        rows.data.setdefault("dagan", {})[name] = {"config": dataclasses.asdict(config),
+                                                  "seconds": time.perf_counter() - t, "threads": torch.get_num_threads()}
+        rows.save()
+    top_up = dagan_top_up(generator, real, rare_gap(real))
+    rare = rare_classes(np.bincount(real.labels.numpy()).tolist())
+    rare_class_samples({"real": (real.images.numpy(), real.labels.numpy()),
+                        "DAGAN": (top_up.images.numpy(), top_up.labels.numpy())}, rare, real.class_names,
+                       args.work / name / "dagan-samples.png")
+    rows.measure({f"{name}|{chosen} + DAGAN top-up|{args.steps}|{seed}":
+                  functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps, seed=seed),
+                                    Condition(top_up, baseline=chosen)) for seed in range(args.seeds)})
+
+
 def translated_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
     """On top of the chosen baseline: the rare classes topped up to the largest class with common-class images
     translated into them (`synthaug.translate`, M2m), the generator-free lever for rare classes; and its control,
     the same counts of the classes' own images (random oversampling). `--translate-bar class` accepts a
     translation at the median confidence the classifier gives the class's own images instead of 0.9."""
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
-    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
-    want = np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
+    want = rare_gap(real)
     relative = args.translate_bar == "class"
     label = "translated top-up" + (" (class-median bar)" if relative else "")
     rows_of = {f"{name}|{chosen} + {label}|{args.steps}|{seed}": (seed, "translated") for seed in range(args.seeds)}
@@ -263,7 +300,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--protocols", default="fashion-1%,fashion-rare,fashion-3000,icons,fashion-10%")
-    ap.add_argument("--stage", choices=("baselines", "chosen", "fit", "synthetic", "translated"), default="baselines")
+    ap.add_argument("--stage", choices=("baselines", "chosen", "fit", "synthetic", "translated", "dagan"),
+                    default="baselines")
     ap.add_argument("--work", type=Path, default=Path("runs/recipes"), help="folders and generator runs")
     ap.add_argument("--fit-minutes", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=1000)
@@ -276,6 +314,7 @@ def main() -> None:
     ap.add_argument("--translate-bar", choices=("0.9", "class"), default="0.9",
                     help="the translated stage's acceptance: the paper's 0.9, or the median confidence the classifier "
                          "gives the class's own images")
+    ap.add_argument("--dagan-steps", type=int, default=3000, help="the dagan stage's generator steps")
     ap.add_argument("--names", default=None,
                     help="the baselines stage's baselines, comma-separated (default: every augmentation baseline, "
                          "and every imbalance one where classes are uneven), e.g. 'cmo,trivial + cmo'")
@@ -300,6 +339,8 @@ def main() -> None:
             synthetic_rows(rows, name, real, test, args)
         elif args.stage == "translated":
             translated_rows(rows, name, real, test, args)
+        elif args.stage == "dagan":
+            dagan_rows(rows, name, real, test, args)
         else:
             chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
             print(f"{name}: the chosen baseline: {chosen}", flush=True)

@@ -91,18 +91,24 @@ def test_bench_recipes_resumes_row_by_row(digits_splits, tmp_path):
     assert "| **erasing + weighted** (named) | 4 |" in stdout
 
 
-@pytest.mark.slow
-def test_bench_recipes_translated_stage_tops_up_the_rare_protocol(digits_splits, tmp_path):
-    """The rare protocol on digits whose 3, 5 and 8 are named Coat, Shirt and Pullover: translated top-up and its
-    oversampled control on top of a named baseline; the translation is kept and a second call trains nothing."""
+def rare_digits(digits_splits: Path, tmp_path: Path) -> Path:
+    """A data folder whose fashion/ is digits with 3, 5 and 8 named Coat, Shirt and Pullover (the rare protocol's
+    classes)."""
     root = tmp_path / "data"
     for split in ("train", "test"):
         for folder in sorted((digits_splits / split).iterdir()):
             name = {"digit3": "Coat", "digit5": "Shirt", "digit8": "Pullover"}.get(folder.name, folder.name)
             (root / "fashion" / split).mkdir(parents=True, exist_ok=True)
             (root / "fashion" / split / name).symlink_to(folder)
-    args = ["--data", str(root), "--protocols", "fashion-rare", "--steps", "4", "--seeds", "1", "--baseline",
-            "weighted", "--work", str(tmp_path / "work"), "--stage", "translated"]
+    return root
+
+
+@pytest.mark.slow
+def test_bench_recipes_translated_stage_tops_up_the_rare_protocol(digits_splits, tmp_path):
+    """The rare protocol on digits: translated top-up and its oversampled control on top of a named baseline; the
+    translation is kept and a second call trains nothing."""
+    args = ["--data", str(rare_digits(digits_splits, tmp_path)), "--protocols", "fashion-rare", "--steps", "4",
+            "--seeds", "1", "--baseline", "weighted", "--work", str(tmp_path / "work"), "--stage", "translated"]
     _, rows = _bench("bench_recipes", args, tmp_path)
     assert set(rows["rows"]) == {"fashion-rare|weighted + translated top-up|4|0",
                                  "fashion-rare|weighted + oversampled top-up|4|0"}
@@ -112,6 +118,23 @@ def test_bench_recipes_translated_stage_tops_up_the_rare_protocol(digits_splits,
                                                                             "Shirt": 139}
     assert translation["classifier_loss"] == "weighted" and (tmp_path / "work" / "fashion-rare" /
                                                              "translated.npz").is_file()
+    before = (tmp_path / "bench_recipes.json").read_text()
+    _bench("bench_recipes", args, tmp_path)
+    assert (tmp_path / "bench_recipes.json").read_text() == before
+
+
+@pytest.mark.slow
+def test_bench_recipes_dagan_stage_tops_up_the_rare_protocol(digits_splits, tmp_path):
+    """The rare protocol on digits: a DAGAN fitted on the cut folder tops the rare classes up on top of a named
+    baseline; the generator and a sample grid are kept, and a second call trains nothing."""
+    args = ["--data", str(rare_digits(digits_splits, tmp_path)), "--protocols", "fashion-rare", "--steps", "4",
+            "--seeds", "2", "--baseline", "weighted", "--work", str(tmp_path / "work"), "--stage", "dagan",
+            "--dagan-steps", "3"]
+    _, rows = _bench("bench_recipes", args, tmp_path)
+    assert set(rows["rows"]) == {f"fashion-rare|weighted + DAGAN top-up|4|{seed}" for seed in (0, 1)}
+    assert rows["dagan"]["fashion-rare"]["config"]["steps"] == 3 and rows["dagan"]["fashion-rare"]["seconds"] > 0
+    work = tmp_path / "work" / "fashion-rare"
+    assert (work / "dagan.pt").is_file() and (work / "dagan-samples.png").stat().st_size > 1000
     before = (tmp_path / "bench_recipes.json").read_text()
     _bench("bench_recipes", args, tmp_path)
     assert (tmp_path / "bench_recipes.json").read_text() == before

@@ -68,7 +68,7 @@ FLOORS = [
     ["synthaug.fresh", "synthaug.exporting", "synthaug.metrics"],
     ["synthaug.conditions"],
     ["synthaug.selection"],
-    ["synthaug.benchmarking", "synthaug.topup", "synthaug.translate"],
+    ["synthaug.benchmarking", "synthaug.topup", "synthaug.translate", "synthaug.dagan"],
     ["synthaug.tuning", "synthaug.protocols"],
 ]
 
