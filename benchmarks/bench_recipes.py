@@ -218,22 +218,26 @@ def dagan_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages
 
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
     config = DaganConfig(steps=args.dagan_steps)
+    default = config.steps == DaganConfig.steps  # other budgets get their own rows and files
+    label, stem = ("DAGAN top-up", "dagan") if default else (f"DAGAN top-up ({config.steps} steps)",
+                                                             f"dagan-{config.steps}")
     key = {"data": tensors_digest(real.images, real.labels), "config": dataclasses.asdict(config)}
-    path = args.work / name / "dagan.pt"
+    path = args.work / name / f"{stem}.pt"
     generator = load_dagan(path, key, real.images.shape[1], config)
     if generator is None:
         t = time.perf_counter()
         generator = fit_dagan(real, config, progress=False)
         save_dagan(generator, path, key)
-        rows.data.setdefault("dagan", {})[name] = {"config": dataclasses.asdict(config),
-                                                  "seconds": time.perf_counter() - t, "threads": torch.get_num_threads()}
+        rows.data.setdefault("dagan", {})[name if default else f"{name}|{label}"] = {
+            "config": dataclasses.asdict(config), "seconds": time.perf_counter() - t,
+            "threads": torch.get_num_threads()}
         rows.save()
     top_up = dagan_top_up(generator, real, rare_gap(real))
     rare = rare_classes(np.bincount(real.labels.numpy()).tolist())
     rare_class_samples({"real": (real.images.numpy(), real.labels.numpy()),
                         "DAGAN": (top_up.images.numpy(), top_up.labels.numpy())}, rare, real.class_names,
-                       args.work / name / "dagan-samples.png")
-    rows.measure({f"{name}|{chosen} + DAGAN top-up|{args.steps}|{seed}":
+                       args.work / name / f"{stem}-samples.png")
+    rows.measure({f"{name}|{chosen} + {label}|{args.steps}|{seed}":
                   functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps, seed=seed),
                                     Condition(top_up, baseline=chosen)) for seed in range(args.seeds)})
 
