@@ -131,10 +131,12 @@ def test_bench_recipes_dagan_stage_tops_up_the_rare_protocol(digits_splits, tmp_
             "--seeds", "2", "--baseline", "weighted", "--work", str(tmp_path / "work"), "--stage", "dagan",
             "--dagan-steps", "3"]
     _, rows = _bench("bench_recipes", args, tmp_path)
-    assert set(rows["rows"]) == {f"fashion-rare|weighted + DAGAN top-up|4|{seed}" for seed in (0, 1)}
-    assert rows["dagan"]["fashion-rare"]["config"]["steps"] == 3 and rows["dagan"]["fashion-rare"]["seconds"] > 0
+    label = "DAGAN top-up (3 steps)"  # a budget other than the default's is named in its rows and files
+    assert set(rows["rows"]) == {f"fashion-rare|weighted + {label}|4|{seed}" for seed in (0, 1)}
+    fit = rows["dagan"][f"fashion-rare|{label}"]
+    assert fit["config"]["steps"] == 3 and fit["seconds"] > 0
     work = tmp_path / "work" / "fashion-rare"
-    assert (work / "dagan.pt").is_file() and (work / "dagan-samples.png").stat().st_size > 1000
+    assert (work / "dagan-3.pt").is_file() and (work / "dagan-3-samples.png").stat().st_size > 1000
     before = (tmp_path / "bench_recipes.json").read_text()
     _bench("bench_recipes", args, tmp_path)
     assert (tmp_path / "bench_recipes.json").read_text() == before
