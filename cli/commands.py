@@ -12,7 +12,7 @@ import synthaug
 from synthaug import distributed
 from synthaug import exporting
 from synthaug.engine import PRECISIONS
-from synthaug.classify import (AUGMENT_BASELINES, AUGMENT_POLICIES, BATCH_MIXES, CLASSIFIER_LOSSES, IMBALANCE_BASELINES,
+from synthaug.classify import (AUGMENT_BASELINES, AUGMENT_POLICIES, BATCH_MIXES, CLASSIFIER_LOSSES, LOSS_BASELINES,
                               with_baseline)
 from synthaug.config import fit_settings
 from synthaug.sampler import resolve_sampling
@@ -113,7 +113,7 @@ def baseline_option(f):
         help="The classifier baseline synthetic data is judged on top of: 'auto' chooses it on a validation split "
              "of the training folder (or takes tune's advice for the run); 'off' trains every condition with the "
              f"classifier flags as given; or one of {', '.join(AUGMENT_BASELINES)}, optionally ' + ' one of "
-             f"{', '.join(IMBALANCE_BASELINES)}.")(f)
+             f"{', '.join(LOSS_BASELINES)}.")(f)
 
 
 def group_by_option(f):
@@ -293,7 +293,8 @@ def _positive(flag: str, values: tuple[float, ...]) -> tuple[float, ...]:
 @click.option("--classifier-mix", type=click.Choice(BATCH_MIXES), default="none", show_default=True,
               help="MixUp or CutMix on every hard-label batch.")
 @click.option("--classifier-loss", type=click.Choice(CLASSIFIER_LOSSES), default="ce", show_default=True,
-              help="For uneven classes: class-weighted, logit-adjusted, or class-balanced sampling.")
+              help="For uneven classes: class-weighted, logit-adjusted, class-balanced sampling, or CMO (rare-class "
+                   "patches on common images).")
 @click.option("--ratios", default="0.25,0.5,1,2", show_default=True,
               help="Synthetic-per-real ratios of the mixed sets ('none': real and synthetic only) [a run that "
                    "`tune` advised: its ratio].")
