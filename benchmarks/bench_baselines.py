@@ -20,7 +20,7 @@ from synthaug.classify import ClassifierRecipe, train_classifier
 OPTIONS = {"default (shift, ce)": {}, "no augmentation": {"augment": "none"}, "trivial": {"augment": "trivial"},
            "randaugment": {"augment": "randaugment"}, "erasing 0.25": {"erasing": 0.25}, "mixup": {"mix": "mixup"},
            "cutmix": {"mix": "cutmix"}, "logit-adjusted": {"loss": "logit-adjusted"},
-           "balanced sampling": {"loss": "balanced-sampling"}}
+           "balanced sampling": {"loss": "balanced-sampling"}, "cmo": {"loss": "cmo"}}
 
 
 def rate(change: dict, steps: int, base: int, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -165,7 +165,7 @@ def test_device_check_runs_on_the_cpu(tmp_path):
 
 def test_bench_baselines(tmp_path):
     stdout, result = _bench("bench_baselines", ["--steps", "8", "--base-steps", "2", "--repeats", "1"], tmp_path)
-    assert "| trivial |" in stdout and "| balanced sampling |" in stdout
+    assert "| trivial |" in stdout and "| balanced sampling |" in stdout and "| cmo |" in stdout
     assert set(result["images_per_s"]) >= {"default (shift, ce)", "mixup", "logit-adjusted"}
     assert all(len(v) == 1 and v[0] > 0 for v in result["images_per_s"].values())
 
