@@ -232,8 +232,9 @@ def dagan_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages
             "config": dataclasses.asdict(config), "seconds": time.perf_counter() - t,
             "threads": torch.get_num_threads()}
         rows.save()
-    top_up = dagan_top_up(generator, real, rare_gap(real))
-    rare = rare_classes(np.bincount(real.labels.numpy()).tolist())
+    want = rare_gap(real)
+    top_up = dagan_top_up(generator, real, want)
+    rare = np.flatnonzero(want).tolist()
     rare_class_samples({"real": (real.images.numpy(), real.labels.numpy()),
                         "DAGAN": (top_up.images.numpy(), top_up.labels.numpy())}, rare, real.class_names,
                        args.work / name / f"{stem}-samples.png")

@@ -380,7 +380,7 @@ def train_on_phases(phases: list[Phase], num_classes: int, recipe: ClassifierRec
     return model.eval()
 
 
-def _inputs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def model_inputs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """uint8 images as the model's normalised NHWC input on its device."""
     device = next(model.parameters()).device
     return normalise_pixels(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
@@ -397,7 +397,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_
     # or differentiated through (a top-up's translation takes gradients of a model that `predict` has seen)
     model = model.to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        out = [F.softmax(model(_inputs(model, images[i:i + batch_size])).float(), dim=1).cpu()
+        out = [F.softmax(model(model_inputs(model, images[i:i + batch_size])).float(), dim=1).cpu()
                for i in range(0, images.shape[0], batch_size)]
     return torch.cat(out) if out else torch.empty(0, 0)
 
@@ -406,7 +406,7 @@ def embed(model: nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_BA
     """Penultimate features (N, D) for uint8 images."""
     model = model.to(memory_format=torch.channels_last)  # outside inference mode, as in `predict`
     with torch.inference_mode():
-        return torch.cat([model.embed(_inputs(model, images[i:i + batch_size])).float().cpu()
+        return torch.cat([model.embed(model_inputs(model, images[i:i + batch_size])).float().cpu()
                           for i in range(0, images.shape[0], batch_size)])
 
 

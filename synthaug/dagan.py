@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synthaug.classify import normalise_pixels
+from synthaug.classify import model_inputs
 from synthaug.conditions import TensorSource
 from synthaug.data.folder import LabelledImages
+from synthaug.engine import to_uint8
 from synthaug.errors import DataError
 from synthaug.fsutil import atomic_path
 from synthaug.losses import d_hinge, g_hinge
@@ -58,16 +59,6 @@ def same_class_partners(labels: np.ndarray, anchors: np.ndarray, rng: np.random.
     return partners
 
 
-def _inputs(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 images as normalised NHWC floats on `device`."""
-    return normalise_pixels(images).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-
-
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Pixels in [-1, 1] to uint8 on the CPU."""
-    return x.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
-
-
 def fit_dagan(real: LabelledImages, config: DaganConfig = DaganConfig(), device: torch.device | str = "cpu",
               progress: bool = False) -> PairGenerator:
     """A pair generator trained on `real`'s same-class pairs, anchors drawn uniformly over its images."""
@@ -87,7 +78,7 @@ def fit_dagan(real: LabelledImages, config: DaganConfig = DaganConfig(), device:
     for _ in tqdm(range(config.steps), desc="DAGAN", unit="step", disable=not progress, leave=False):
         anchors = rng.integers(len(labels), size=config.batch_size)
         partners = same_class_partners(labels, anchors, rng)
-        a, p = (_inputs(real.images[torch.from_numpy(i)], device) for i in (anchors, partners))
+        a, p = (model_inputs(g, real.images[torch.from_numpy(i)]) for i in (anchors, partners))
         z = torch.randn(2, config.batch_size, config.z_dim, generator=gen).to(device)
         fake = g(a, z[0])
         loss_d = d_hinge(d(a, p), d(a, fake.detach()))
@@ -123,7 +114,7 @@ def dagan_top_up(generator: PairGenerator, real: LabelledImages, want: np.ndarra
         for start in range(0, len(anchors), batch_size):
             idx = torch.from_numpy(anchors[start:start + batch_size])
             z = torch.randn(len(idx), generator.z_dim, generator=gen).to(device)
-            out.append(_to_uint8(generator(_inputs(real.images[idx], device), z)))
+            out.append(to_uint8(generator(model_inputs(generator, real.images[idx]), z)).cpu())
     index = torch.from_numpy(anchors)
     return TensorSource(torch.cat(out), real.labels[index], alone="DAGAN top-up only", mixed="real + DAGAN top-up")
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from synthaug.classify import normalise_pixels, predict
 from synthaug.conditions import TensorSource
 from synthaug.data.folder import LabelledImages
+from synthaug.engine import to_uint8
 from synthaug.errors import DataError
 from synthaug.fsutil import atomic_path
 
@@ -71,7 +72,7 @@ def translate_batch(model: torch.nn.Module, images: torch.Tensor, targets: torch
         (grad,) = torch.autograd.grad(loss, [x])
         norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * len(dims))
         x = (x - scale * config.step_size * grad / norm).clamp(-1, 1)
-    return x.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+    return to_uint8(x.detach()).cpu()
 
 
 @dataclasses.dataclass
