@@ -5,6 +5,7 @@ generator's largest activation at the requested batch cannot be allocated, while
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -48,11 +49,21 @@ CHILD = PRELUDE + textwrap.dedent("""
 """)
 
 
+# glibc's per-thread arenas and its moving mmap threshold let the address space drift by tens of MB between steps;
+# one arena and a fixed threshold keep it close to what is allocated, so the caps below measure the steps.
+ALLOCATOR = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def run_child(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter with the steadier allocator settings."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **ALLOCATOR})
+
+
 @pytest.mark.slow
 def test_generation_out_of_memory_retries_in_halves_with_the_same_output(tiny_run):
     need = 1 << 29
-    child = subprocess.run([sys.executable, "-c", CHILD, str(tiny_run), str(need)], capture_output=True, text=True,
-                           timeout=600)
+    child = run_child(CHILD, str(tiny_run), str(need))
     assert child.returncode == 0, child.stderr[-2000:]
     batch, same, retries, message = child.stdout.split(maxsplit=3)
     assert same == "True"  # the images of a batch run at 1024 without any memory limit
@@ -64,10 +75,11 @@ FIT_CHILD = PRELUDE + textwrap.dedent("""
     import synthaug
 
     def cap_memory(epoch, _means):
-        # After epoch 1 every lasting allocation exists; a step's transient need is VmPeak - VmSize. Allow 3/4 of it.
+        # After epoch 1 every lasting allocation exists; a step's transient need is VmPeak - VmSize. Allow 4/5 of it:
+        # half batches then fit with room for drift (they fit from 55%; a full batch fails even at 100%).
         if epoch == 1:
             now = status("VmSize")
-            resource.setrlimit(resource.RLIMIT_AS, (now + (status("VmPeak") - now) * 3 // 4, resource.RLIM_INFINITY))
+            resource.setrlimit(resource.RLIMIT_AS, (now + (status("VmPeak") - now) * 4 // 5, resource.RLIM_INFINITY))
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -83,8 +95,7 @@ def test_training_out_of_memory_continues_with_half_batches(digits_dir, tmp_path
 
     import synthaug.runs as ckpt
 
-    child = subprocess.run([sys.executable, "-c", FIT_CHILD, str(digits_dir), str(tmp_path / "run")],
-                           capture_output=True, text=True, timeout=600)
+    child = run_child(FIT_CHILD, str(digits_dir), str(tmp_path / "run"))
     assert child.returncode == 0, child.stderr[-2000:]
     messages = json.loads(child.stdout.splitlines()[-1])
     assert len(messages) == 1 and "at batch 512: each batch now trains as two updates on 256 images" in messages[0]
