@@ -147,6 +147,8 @@ def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int, nam
     train, val = validation_split(real, 0.1)
     folds = auto_folds(val.labels.numpy())
     key = f"{name}|{steps}" + (f"|{folds} folds" if folds > 1 else "")  # a single-split search keeps its old key
+    if is_uneven(train):  # searches from before CMO was searched keep their keys
+        key += "|losses " + ",".join(IMBALANCE_BASELINES)
     if key not in rows.data["choices"]:
         t = time.perf_counter()
         choice = choose_baseline(train, val, ClassifierRecipe(steps=steps), folds=folds)
@@ -286,6 +288,7 @@ def summary_table(data: dict[str, Any], protocol: str) -> str:
             how = "named" if v.get("named") else \
                 f"chosen on {folds} validation folds" if folds > 1 else "chosen on one validation split"
             chosen.setdefault(v["name"], []).append(how)
+    chosen = {k: list(dict.fromkeys(v)) for k, v in chosen.items()}
     lines = ["| recipe | steps | seeds | test accuracy | balanced accuracy | rare-class recall |",
              "|---|---:|---:|---:|---:|---:|"]
 

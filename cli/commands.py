@@ -12,7 +12,7 @@ import synthaug
 from synthaug import distributed
 from synthaug import exporting
 from synthaug.engine import PRECISIONS
-from synthaug.classify import (AUGMENT_BASELINES, AUGMENT_POLICIES, BATCH_MIXES, CLASSIFIER_LOSSES, LOSS_BASELINES,
+from synthaug.classify import (AUGMENT_BASELINES, AUGMENT_POLICIES, BATCH_MIXES, CLASSIFIER_LOSSES, IMBALANCE_BASELINES,
                               with_baseline)
 from synthaug.config import fit_settings
 from synthaug.sampler import resolve_sampling
@@ -113,7 +113,7 @@ def baseline_option(f):
         help="The classifier baseline synthetic data is judged on top of: 'auto' chooses it on a validation split "
              "of the training folder (or takes tune's advice for the run); 'off' trains every condition with the "
              f"classifier flags as given; or one of {', '.join(AUGMENT_BASELINES)}, optionally ' + ' one of "
-             f"{', '.join(LOSS_BASELINES)}.")(f)
+             f"{', '.join(IMBALANCE_BASELINES)}.")(f)
 
 
 def group_by_option(f):

@@ -353,8 +353,10 @@ def choose_baseline(train: LabelledImages, val: LabelledImages, recipe: Classifi
     search is kept on disk by the split's content and settings, so the same folder is searched once."""
     folds = auto_folds(val.labels.numpy()) if folds is None else folds
     few = min(folds, size_folds(len(val)))  # the augmentation stage's folds (a search that split them gets a new key)
+    if losses is None:
+        losses = IMBALANCE_BASELINES if rare_classes(np.bincount(train.labels.numpy()).tolist()) else ()
     # a single-split search keeps the key it had before folds existed, so kept searches stay valid
-    path = _choice_cache(train, val, recipe, tuple(augments), losses, rungs,
+    path = _choice_cache(train, val, recipe, tuple(augments), tuple(losses), rungs,
                          *(() if folds == 1 else (folds,) if few == folds else (folds, few)))
     kept = _kept(path, lambda e: BaselineChoice(e["name"], with_baseline(recipe, e["name"]), e["val_balanced_accuracy"],
                                                 tuple(e["trials"]), len(train), len(val), tuple(e["outcomes"]),
@@ -368,12 +370,10 @@ def choose_baseline(train: LabelledImages, val: LabelledImages, recipe: Classifi
 
 
 def _search_baseline(folds: list[tuple[LabelledImages, LabelledImages]], recipe: ClassifierRecipe,
-                     augments: Sequence[str], losses: Sequence[str] | None, dev: torch.device, rungs: int,
+                     augments: Sequence[str], losses: Sequence[str], dev: torch.device, rungs: int,
                      progress: bool) -> BaselineChoice:
     """`choose_baseline`'s search itself, over the folds' validation images pooled."""
     train, val = folds[0]
-    if losses is None:
-        losses = IMBALANCE_BASELINES if rare_classes(np.bincount(train.labels.numpy()).tolist()) else ()
     unknown = [n for n in (*augments, *losses) if n not in AUGMENT_BASELINES + IMBALANCE_BASELINES]
     if unknown:
         raise DataError(f"unknown baseline(s) {unknown} (of {', '.join(AUGMENT_BASELINES + IMBALANCE_BASELINES)})")

@@ -78,7 +78,7 @@ def test_a_search_and_the_runner_give_the_same_results_side_by_side(digits_dir, 
     for n in (1, 2):  # one at a time on one thread; two side by side, one thread each
         threads(n)
         shutil.rmtree(cache_dir() / "trials", ignore_errors=True)  # every trial trained again
-        choice = _search_baseline([(train, val)], TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 2,
+        choice = _search_baseline([(train, val)], TINY, ("plain", "trivial", "cutmix"), (), torch.device("cpu"), 2,
                                   False)
         runs = run_conditions(conditions, train, val, TINY, 2, torch.device("cpu"), journal=tmp_path / f"{n}.json")
         results[n] = choice, {k: [r["accuracy"] for r in v["runs"]] for k, v in runs.items()}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthaug.classify import (AUGMENT_BASELINES, ClassifierRecipe, _mix_soft, describe_recipe, train_on_phases,
+from synthaug.classify import (AUGMENT_BASELINES, IMBALANCE_BASELINES, ClassifierRecipe, _mix_soft, describe_recipe, train_on_phases,
                                Phase, TensorPool, with_baseline)
 from synthaug.data.folder import cache_dir, load_image_folder, scan_folder
 from synthaug.errors import DataError, SynthaugError
@@ -102,15 +102,16 @@ def test_choose_baseline_searches_augmentations_then_losses_on_uneven_classes(di
     aug = max((t for t in choice.trials if t["stage"] == "augmentation" and t["steps"] == 16),
               key=lambda t: t["val"])["name"]
     assert {t["name"] for t in choice.trials if t["stage"] == "imbalance"} == {
-        f"{aug} + {loss}" for loss in ("weighted", "logit-adjusted", "balanced-sampling")}
+        f"{aug} + {loss}" for loss in ("weighted", "logit-adjusted", "balanced-sampling", "cmo")}
     assert choice.recipe == with_baseline(TINY, choice.name)
     assert "**" + choice.name + "**" in format_choice(choice.summary())
     from synthaug.selection import _choice_cache, _search_baseline
 
     shutil.rmtree(cache_dir() / "trials")  # train every trial again
-    again = _search_baseline([(train, val)], TINY, ("plain", "trivial", "cutmix"), None, torch.device("cpu"), 2, False)
+    again = _search_baseline([(train, val)], TINY, ("plain", "trivial", "cutmix"), IMBALANCE_BASELINES,
+                             torch.device("cpu"), 2, False)
     assert again == choice  # seeded: the same choice and scores
-    cached = _choice_cache(train, val, TINY, ("plain", "trivial", "cutmix"), None, 2)
+    cached = _choice_cache(train, val, TINY, ("plain", "trivial", "cutmix"), IMBALANCE_BASELINES, 2)
     assert cached.parent == cache_dir() and cached.is_file()  # kept by content: the next search is free
     assert choose_baseline(train, val, TINY, augments=("plain", "trivial", "cutmix"), folds=1) == choice
 
