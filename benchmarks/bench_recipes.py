@@ -18,7 +18,8 @@ the winner at the budget and at twice it; `fit` fits a generator on the protocol
 `translated` tops the rare classes up with common-class images translated into them (M2m, no generator) on top of
 the chosen baseline, and with copies of their own images (the control: random oversampling); `dagan` tops them up
 with a DAGAN's variations of their own images (a pair GAN trained on the whole folder, no class-conditional
-generator).
+generator); `bagan` with a BAGAN's images (an autoencoder on the whole folder turned GAN, each class's latents drawn
+from a Gaussian fitted to its encoded images).
 `--table` prints what is measured so far.
 
 Every finished row lands in the JSON at once (written atomically) and is skipped when the script runs again, so a
@@ -210,35 +211,45 @@ def rare_gap(real: LabelledImages) -> np.ndarray:
     return np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
 
 
-def dagan_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
-    """On top of the chosen baseline: the rare classes topped up to the largest class by a DAGAN (`synthaug.dagan`)
-    fitted on the protocol's training folder (kept in WORK/PROTOCOL/dagan.pt), each image made from one of the
-    class's own; a sample grid of each rare class beside its real images in WORK/PROTOCOL/dagan-samples.png."""
+def rare_generator(kind: str):
+    """The rare-class generator `kind` ('dagan' or 'bagan'): its name, config type, fit, top-up and load functions."""
+    if kind == "dagan":
+        from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan, save_dagan
+        return "DAGAN", DaganConfig, fit_dagan, dagan_top_up, load_dagan, save_dagan
+    from synthaug.bagan import BaganConfig, bagan_top_up, fit_bagan, load_bagan, save_bagan
+    return "BAGAN", BaganConfig, fit_bagan, bagan_top_up, load_bagan, save_bagan
+
+
+def rare_generator_rows(kind: str, rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
+    """On top of the chosen baseline: the rare classes topped up to the largest class by a DAGAN
+    (`synthaug.dagan`, each image made from one of the class's own) or a BAGAN (`synthaug.bagan`) fitted on the
+    protocol's training folder (kept in WORK/PROTOCOL/KIND.pt); a sample grid of each rare class beside its real
+    images in WORK/PROTOCOL/KIND-samples.png."""
     from synthaug.conditions import tensors_digest
-    from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan, save_dagan
     from synthaug.plots import rare_class_samples
 
+    title, config_type, fit, top_up_of, load, save = rare_generator(kind)
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
-    config = DaganConfig(steps=args.dagan_steps)
-    default = config.steps == DaganConfig.steps  # other budgets get their own rows and files
-    label, stem = ("DAGAN top-up", "dagan") if default else (f"DAGAN top-up ({config.steps} steps)",
-                                                             f"dagan-{config.steps}")
+    config = config_type(steps=getattr(args, f"{kind}_steps"))
+    default = config.steps == config_type.steps  # other budgets get their own rows and files
+    label, stem = (f"{title} top-up", kind) if default else (f"{title} top-up ({config.steps} steps)",
+                                                             f"{kind}-{config.steps}")
     key = {"data": tensors_digest(real.images, real.labels), "config": dataclasses.asdict(config)}
     path = args.work / name / f"{stem}.pt"
-    generator = load_dagan(path, key, real.images.shape[1], config)
+    generator = load(path, key, real, config)
     if generator is None:
         t = time.perf_counter()
-        generator = fit_dagan(real, config, progress=False)
-        save_dagan(generator, path, key)
-        rows.data.setdefault("dagan", {})[name if default else f"{name}|{label}"] = {
+        generator = fit(real, config, progress=False)
+        save(generator, path, key)
+        rows.data.setdefault(kind, {})[name if default else f"{name}|{label}"] = {
             "config": dataclasses.asdict(config), "seconds": time.perf_counter() - t,
             "threads": torch.get_num_threads()}
         rows.save()
     want = rare_gap(real)
-    top_up = dagan_top_up(generator, real, want)
+    top_up = top_up_of(generator, real, want)
     rare = np.flatnonzero(want).tolist()
     rare_class_samples({"real": (real.images.numpy(), real.labels.numpy()),
-                        "DAGAN": (top_up.images.numpy(), top_up.labels.numpy())}, rare, real.class_names,
+                        title: (top_up.images.numpy(), top_up.labels.numpy())}, rare, real.class_names,
                        args.work / name / f"{stem}-samples.png")
     rows.measure({f"{name}|{chosen} + {label}|{args.steps}|{seed}":
                   functools.partial(test_row, real, test, ClassifierRecipe(steps=args.steps, seed=seed),
@@ -308,7 +319,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--protocols", default="fashion-1%,fashion-rare,fashion-3000,icons,fashion-10%")
-    ap.add_argument("--stage", choices=("baselines", "chosen", "fit", "synthetic", "translated", "dagan"),
+    ap.add_argument("--stage", choices=("baselines", "chosen", "fit", "synthetic", "translated", "dagan", "bagan"),
                     default="baselines")
     ap.add_argument("--work", type=Path, default=Path("runs/recipes"), help="folders and generator runs")
     ap.add_argument("--fit-minutes", type=float, default=10.0)
@@ -323,6 +334,7 @@ def main() -> None:
                     help="the translated stage's acceptance: the paper's 0.9, or the median confidence the classifier "
                          "gives the class's own images")
     ap.add_argument("--dagan-steps", type=int, default=3000, help="the dagan stage's generator steps")
+    ap.add_argument("--bagan-steps", type=int, default=3000, help="the bagan stage's adversarial steps")
     ap.add_argument("--names", default=None,
                     help="the baselines stage's baselines, comma-separated (default: every augmentation baseline, "
                          "and every imbalance one where classes are uneven), e.g. 'cmo,trivial + cmo'")
@@ -347,8 +359,8 @@ def main() -> None:
             synthetic_rows(rows, name, real, test, args)
         elif args.stage == "translated":
             translated_rows(rows, name, real, test, args)
-        elif args.stage == "dagan":
-            dagan_rows(rows, name, real, test, args)
+        elif args.stage in ("dagan", "bagan"):
+            rare_generator_rows(args.stage, rows, name, real, test, args)
         else:
             chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
             print(f"{name}: the chosen baseline: {chosen}", flush=True)

@@ -7,7 +7,6 @@ project's other GANs; a mode-seeking term (MSGAN) is available against a generat
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from synthaug.conditions import TensorSource
 from synthaug.data.folder import LabelledImages
 from synthaug.engine import to_uint8
 from synthaug.errors import DataError
-from synthaug.fsutil import atomic_path
 from synthaug.losses import d_hinge, g_hinge
 from synthaug.models.dagan import PairDiscriminator, PairGenerator
+from synthaug.runs import load_keyed, save_keyed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,17 +120,10 @@ def dagan_top_up(generator: PairGenerator, real: LabelledImages, want: np.ndarra
 
 def save_dagan(generator: PairGenerator, path: Path, key: dict[str, Any]) -> None:
     """The generator's weights and `key` (what made it), written atomically."""
-    with atomic_path(path, ".pt") as tmp:
-        torch.save({"state": generator.state_dict(), "key": json.dumps(key, sort_keys=True)}, tmp)
+    save_keyed(generator, path, key)
 
 
-def load_dagan(path: Path, key: dict[str, Any], channels: int, config: DaganConfig) -> PairGenerator | None:
-    """The generator kept at `path` if `key` made it, else None."""
-    if not path.is_file():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("key") != json.dumps(key, sort_keys=True):
-        return None
-    g = PairGenerator(channels, config.width, config.z_dim)
-    g.load_state_dict(saved["state"])
-    return g.to(memory_format=torch.channels_last).eval()
+def load_dagan(path: Path, key: dict[str, Any], real: LabelledImages, config: DaganConfig) -> PairGenerator | None:
+    """The generator kept at `path` for `real`'s channels if `key` made it, else None."""
+    g = load_keyed(path, key, PairGenerator(real.images.shape[1], config.width, config.z_dim))
+    return None if g is None else g.to(memory_format=torch.channels_last)

@@ -54,6 +54,22 @@ def load_safe(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+def save_keyed(module: torch.nn.Module, path: str | Path, key: dict[str, Any]) -> None:
+    """A module's weights and `key` (what made them: data digest, settings), written atomically."""
+    save_atomic({"state": module.state_dict(), "key": json.dumps(key, sort_keys=True)}, path)
+
+
+def load_keyed(path: str | Path, key: dict[str, Any], module: torch.nn.Module) -> torch.nn.Module | None:
+    """`module` (built as saved) with the weights kept at `path` if `key` made them, else None."""
+    if not Path(path).is_file():
+        return None
+    saved = load_safe(path)
+    if saved.get("key") != json.dumps(key, sort_keys=True):
+        return None
+    module.load_state_dict(saved["state"])
+    return module.eval()
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()

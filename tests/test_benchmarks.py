@@ -124,19 +124,20 @@ def test_bench_recipes_translated_stage_tops_up_the_rare_protocol(digits_splits,
 
 
 @pytest.mark.slow
-def test_bench_recipes_dagan_stage_tops_up_the_rare_protocol(digits_splits, tmp_path):
-    """The rare protocol on digits: a DAGAN fitted on the cut folder tops the rare classes up on top of a named
-    baseline; the generator and a sample grid are kept, and a second call trains nothing."""
+@pytest.mark.parametrize("kind", ["dagan", "bagan"])
+def test_bench_recipes_rare_generator_stages_top_up_the_rare_protocol(digits_splits, tmp_path, kind):
+    """The rare protocol on digits: a DAGAN or a BAGAN fitted on the cut folder tops the rare classes up on top of a
+    named baseline; the generator and a sample grid are kept, and a second call trains nothing."""
     args = ["--data", str(rare_digits(digits_splits, tmp_path)), "--protocols", "fashion-rare", "--steps", "4",
-            "--seeds", "2", "--baseline", "weighted", "--work", str(tmp_path / "work"), "--stage", "dagan",
-            "--dagan-steps", "3"]
+            "--seeds", "2", "--baseline", "weighted", "--work", str(tmp_path / "work"), "--stage", kind,
+            f"--{kind}-steps", "3"]
     _, rows = _bench("bench_recipes", args, tmp_path)
-    label = "DAGAN top-up (3 steps)"  # a budget other than the default's is named in its rows and files
+    label = f"{kind.upper()} top-up (3 steps)"  # a budget other than the default's is named in its rows and files
     assert set(rows["rows"]) == {f"fashion-rare|weighted + {label}|4|{seed}" for seed in (0, 1)}
-    fit = rows["dagan"][f"fashion-rare|{label}"]
+    fit = rows[kind][f"fashion-rare|{label}"]
     assert fit["config"]["steps"] == 3 and fit["seconds"] > 0
     work = tmp_path / "work" / "fashion-rare"
-    assert (work / "dagan-3.pt").is_file() and (work / "dagan-3-samples.png").stat().st_size > 1000
+    assert (work / f"{kind}-3.pt").is_file() and (work / f"{kind}-3-samples.png").stat().st_size > 1000
     before = (tmp_path / "bench_recipes.json").read_text()
     _bench("bench_recipes", args, tmp_path)
     assert (tmp_path / "bench_recipes.json").read_text() == before

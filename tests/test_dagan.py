@@ -65,10 +65,10 @@ def test_fitting_is_seeded_and_the_generator_is_kept_by_what_made_it(uneven, tmp
     key = {"data": "x", "config": dataclasses.asdict(config)}
     save_dagan(a, tmp_path / "dagan.pt", key)
     assert [p.name for p in tmp_path.iterdir()] == ["dagan.pt"]  # written atomically: no temp file left
-    kept = load_dagan(tmp_path / "dagan.pt", key, real.images.shape[1], config)
+    kept = load_dagan(tmp_path / "dagan.pt", key, real, config)
     assert torch.equal(torch.cat([p.flatten() for p in kept.parameters()]), weights[0])
-    assert load_dagan(tmp_path / "dagan.pt", {**key, "data": "y"}, real.images.shape[1], config) is None
-    assert load_dagan(tmp_path / "missing.pt", key, real.images.shape[1], config) is None
+    assert load_dagan(tmp_path / "dagan.pt", {**key, "data": "y"}, real, config) is None
+    assert load_dagan(tmp_path / "missing.pt", key, real, config) is None
 
 
 def test_bad_settings_are_one_line_errors(uneven):

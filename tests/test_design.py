@@ -68,7 +68,8 @@ FLOORS = [
     ["synthaug.fresh", "synthaug.exporting", "synthaug.metrics"],
     ["synthaug.conditions"],
     ["synthaug.selection"],
-    ["synthaug.benchmarking", "synthaug.topup", "synthaug.translate", "synthaug.dagan"],
+    ["synthaug.benchmarking", "synthaug.topup", "synthaug.translate", "synthaug.dagan",
+     "synthaug.bagan"],
     ["synthaug.tuning", "synthaug.protocols"],
 ]
 
