@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from synthaug.classify import model_inputs
-from synthaug.conditions import TensorSource
+from synthaug.conditions import TensorSource, check_top_up_counts
 from synthaug.data.folder import LabelledImages
 from synthaug.engine import to_uint8
 from synthaug.errors import DataError
@@ -124,10 +124,7 @@ def fit_bagan(real: LabelledImages, config: BaganConfig = BaganConfig(), device:
 def bagan_top_up(generator: BaganDecoder, real: LabelledImages, want: np.ndarray, seed: int = 0,
                  batch_size: int = 256) -> TensorSource:
     """`want[c]` generated images of each class c, latents drawn from the class's Gaussian."""
-    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
-    if len(want) != len(counts) or np.any(np.asarray(want) < 0) or not np.any(want):
-        raise DataError(f"{real.root}: a BAGAN top-up wants one non-negative count per class, some above 0 "
-                        f"(got {list(want)})")
+    check_top_up_counts(real, want, "a BAGAN top-up")
     gen = torch.Generator().manual_seed(seed)
     labels = torch.from_numpy(np.repeat(np.arange(len(want)), want)).long()
     out = []

@@ -52,6 +52,15 @@ def parse_mix_recipe(spec: str) -> tuple[str, float | None]:
     return name, value
 
 
+def check_top_up_counts(real: LabelledImages, want: np.ndarray, what: str) -> None:
+    """A one-line error unless `want` is one non-negative count per class of `real`, some above 0."""
+    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
+    if len(want) != len(counts) or np.any(np.asarray(want) < 0):
+        raise DataError(f"{real.root}: {what} wants one non-negative count per class (got {list(want)})")
+    if not np.any(want):
+        raise DataError(f"{real.root}: {what} wants an image of some class (got {list(want)})")
+
+
 class TensorSource:
     """Extra training images held in memory (an export, held-out real images), labels in the real folder's
     order; `alone` and `mixed` name the conditions that use it."""

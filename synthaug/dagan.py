@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthaug.classify import model_inputs
-from synthaug.conditions import TensorSource
+from synthaug.conditions import TensorSource, check_top_up_counts
 from synthaug.data.folder import LabelledImages
 from synthaug.engine import to_uint8
 from synthaug.errors import DataError
@@ -99,10 +99,7 @@ def dagan_top_up(generator: PairGenerator, real: LabelledImages, want: np.ndarra
                  batch_size: int = 256) -> TensorSource:
     """`want[c]` extra images of each class c: each the generator's image of one of c's own images (drawn at
     random) and fresh noise."""
-    counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
-    if len(want) != len(counts) or np.any(np.asarray(want) < 0) or not np.any(want):
-        raise DataError(f"{real.root}: a DAGAN top-up wants one non-negative count per class, some above 0 "
-                        f"(got {list(want)})")
+    check_top_up_counts(real, want, "a DAGAN top-up")
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     labels = real.labels.numpy()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from synthaug.classify import normalise_pixels, predict
-from synthaug.conditions import TensorSource
+from synthaug.conditions import TensorSource, check_top_up_counts
 from synthaug.data.folder import LabelledImages
 from synthaug.engine import to_uint8
 from synthaug.errors import DataError
@@ -91,11 +91,8 @@ def translated_top_up(real: LabelledImages, model: torch.nn.Module, want: np.nda
     (a classifier trained on `real`), kept where the model then gives c at least `min_confidence` (after rounding
     to uint8; None: the median it gives c's own images) and the paper's acceptance draw passes; else a copy of one
     of c's own images (oversampling)."""
+    check_top_up_counts(real, want, "translation")
     counts = np.bincount(real.labels.numpy(), minlength=len(real.class_names))
-    if len(want) != len(counts) or np.any(np.asarray(want) < 0):
-        raise DataError(f"{real.root}: translation wants one non-negative count per class (got {list(want)})")
-    if not np.any(want):
-        raise DataError(f"{real.root}: no class wants a translated image")
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     labels = real.labels.numpy()

@@ -75,7 +75,7 @@ def test_bad_settings_are_one_line_errors(uneven):
     real, generator = uneven
     with pytest.raises(DataError, match="DAGAN steps"):
         DaganConfig(steps=0)
-    with pytest.raises(DataError, match=f"{real.root}: a DAGAN top-up wants one non-negative count per class"):
+    with pytest.raises(DataError, match=f"{real.root}: a DAGAN top-up wants an image of some class"):
         dagan_top_up(generator, real, np.zeros(10, dtype=int))
     one_each = real.subset(np.array([int(np.flatnonzero(real.labels.numpy() == c)[0]) for c in range(10)]))
     with pytest.raises(DataError, match="needs a class with two images"):

@@ -71,7 +71,7 @@ def test_bad_translation_requests_are_one_line_errors(uneven):
     real, model = uneven
     with pytest.raises(DataError, match="one non-negative count per class"):
         translated_top_up(real, model, np.zeros(3, dtype=int))
-    with pytest.raises(DataError, match="no class wants"):
+    with pytest.raises(DataError, match="translation wants an image of some class"):
         translated_top_up(real, model, np.zeros(10, dtype=int))
     with pytest.raises(DataError, match="beta"):
         TranslateConfig(beta=1.0)
