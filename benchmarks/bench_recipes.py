@@ -187,7 +187,8 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
     if name not in rows.data.setdefault("tune", {}):
         result = synthaug.tune(run, baseline=chosen, progress=False, group_by=PROTOCOL_GROUPS.get(name))
         rows.data["tune"][name] = {k: result[k] for k in ("advice", "verdict", "sampling", "teacher", "seconds",
-                                                          "use_val_accuracy", "synthetic_only_val_accuracy")}
+                                                          "use_val_accuracy", "synthetic_only_val_accuracy",
+                                                          "top_up")}
         rows.data["tune"][name]["trials"] = result["trials"]
         rows.save()
     advice = rows.data["tune"][name]["advice"]
