@@ -176,6 +176,13 @@ def fitted_run(rows: Rows, name: str, real: LabelledImages, args) -> Path:
     return run
 
 
+def tune_key(tuned: dict[str, Any], name: str, baseline: str) -> str:
+    """Where the JSON keeps `tune` on top of `baseline` for a protocol: its name for the first baseline tuned on,
+    'NAME|BASELINE' for another (a later search's choice), so that every verdict stays."""
+    first = tuned.get(name, {}).get("advice", {}).get("baseline", baseline)
+    return name if first == baseline else f"{name}|{baseline}"
+
+
 def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
     """A generator fitted on the protocol's training folder alone, `tune` on top of the chosen baseline, then on
     test: the chosen baseline + synthetic data as tune advises, and at 1:1."""
@@ -184,15 +191,16 @@ def synthetic_rows(rows: Rows, name: str, real: LabelledImages, test: LabelledIm
 
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
     run = fitted_run(rows, name, real, args)
-    if name not in rows.data.setdefault("tune", {}):
+    tuned = rows.data.setdefault("tune", {})
+    key = tune_key(tuned, name, chosen)
+    if key not in tuned:
         result = synthaug.tune(run, baseline=chosen, progress=False, group_by=PROTOCOL_GROUPS.get(name))
-        rows.data["tune"][name] = {k: result[k] for k in ("advice", "verdict", "sampling", "teacher", "seconds",
-                                                          "use_val_accuracy", "synthetic_only_val_accuracy",
-                                                          "top_up")}
-        rows.data["tune"][name]["trials"] = result["trials"]
+        tuned[key] = {k: result[k] for k in ("advice", "verdict", "sampling", "teacher", "seconds",
+                                             "use_val_accuracy", "synthetic_only_val_accuracy", "top_up")}
+        tuned[key]["trials"] = result["trials"]
         rows.save()
-    advice = rows.data["tune"][name]["advice"]
-    print(f"{name}: tune: {rows.data['tune'][name]['verdict']}", flush=True)
+    advice = tuned[key]["advice"]
+    print(f"{name}: tune: {tuned[key]['verdict']}", flush=True)
     syn = advice["synthetic"] or {"ratio": 1.0, "mix": "concat", "labels": "hard"}
     labels = syn["labels"]
     pool, _, _ = synthetic_pool(resolve_source(run), real, labels, None, torch.device("cpu"), False)

@@ -183,3 +183,16 @@ def test_bench_tune_times_tune_one_at_a_time_side_by_side_and_probe_first(tiny_r
         assert r["wall_seconds"] > 0 and r["baseline"]["name"] == "plain"
         assert full if mode != "probe first" else (r["reach"]["searched"] == full and r["trials"][0]["stage"] == "use")
         assert (r["teacher"] or {}).get("steps") == (4 if full else None)  # the tiny folder is even: no top-up
+
+
+def test_tune_on_top_of_a_new_choice_gets_its_own_entry():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_recipes", BENCHMARKS / "bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.tune_key({}, "fashion-3000", "plain") == "fashion-3000"  # the first tune keeps the plain name
+    tuned = {"fashion-3000": {"advice": {"baseline": "plain"}}}
+    assert bench.tune_key(tuned, "fashion-3000", "plain") == "fashion-3000"  # kept: not tuned again
+    key = bench.tune_key(tuned, "fashion-3000", "plain + balanced-sampling")
+    assert key == "fashion-3000|plain + balanced-sampling" and key not in tuned  # tuned anew, the old verdict stays
