@@ -220,7 +220,7 @@ def rare_gap(real: LabelledImages) -> np.ndarray:
     return np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
 
 
-def rare_generator(kind: str):
+def rare_generator(kind: str) -> tuple[str, type, Any, Any, Any, Any]:
     """The rare-class generator `kind` ('dagan' or 'bagan'): its name, config type, fit, top-up and load functions."""
     if kind == "dagan":
         from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan, save_dagan

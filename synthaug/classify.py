@@ -70,7 +70,7 @@ for _name, _change in {"plain": {}, "none": {"augment": "none"}, "erasing": {"er
 AUGMENT_BASELINES = ("plain", "none", "erasing", "trivial", "trivial+erasing", "randaugment+erasing", "mixup",
                      "cutmix")
 # every baseline that changes how the classes are weighed, all searched where classes are uneven: CMO wins on some
-# folders (Fashion-MNIST cut to 3,000 uneven images) and loses badly on others (the rare protocol), so validation decides
+# folders (Fashion-MNIST cut to 3,000 uneven images) and loses badly on others (the rare protocol): validation decides
 IMBALANCE_BASELINES = ("weighted", "logit-adjusted", "balanced-sampling", "cmo")
 
 
