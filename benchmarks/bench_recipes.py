@@ -220,13 +220,13 @@ def rare_gap(real: LabelledImages) -> np.ndarray:
     return np.where(np.isin(np.arange(len(counts)), rare_classes(counts.tolist())), counts.max() - counts, 0)
 
 
-def rare_generator(kind: str) -> tuple[str, type, Any, Any, Any, Any]:
+def rare_generator(kind: str) -> tuple[str, type, Any, Any, Any]:
     """The rare-class generator `kind` ('dagan' or 'bagan'): its name, config type, fit, top-up and load functions."""
     if kind == "dagan":
-        from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan, save_dagan
-        return "DAGAN", DaganConfig, fit_dagan, dagan_top_up, load_dagan, save_dagan
-    from synthaug.bagan import BaganConfig, bagan_top_up, fit_bagan, load_bagan, save_bagan
-    return "BAGAN", BaganConfig, fit_bagan, bagan_top_up, load_bagan, save_bagan
+        from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan
+        return "DAGAN", DaganConfig, fit_dagan, dagan_top_up, load_dagan
+    from synthaug.bagan import BaganConfig, bagan_top_up, fit_bagan, load_bagan
+    return "BAGAN", BaganConfig, fit_bagan, bagan_top_up, load_bagan
 
 
 def rare_generator_rows(kind: str, rows: Rows, name: str, real: LabelledImages, test: LabelledImages, args) -> None:
@@ -236,8 +236,9 @@ def rare_generator_rows(kind: str, rows: Rows, name: str, real: LabelledImages, 
     images in WORK/PROTOCOL/KIND-samples.png."""
     from synthaug.conditions import tensors_digest
     from synthaug.plots import rare_class_samples
+    from synthaug.runs import save_keyed
 
-    title, config_type, fit, top_up_of, load, save = rare_generator(kind)
+    title, config_type, fit, top_up_of, load = rare_generator(kind)
     chosen = chosen_baseline(rows, name, real, args.steps, args.baseline)
     config = config_type(steps=getattr(args, f"{kind}_steps"))
     default = config.steps == config_type.steps  # other budgets get their own rows and files
@@ -249,7 +250,7 @@ def rare_generator_rows(kind: str, rows: Rows, name: str, real: LabelledImages, 
     if generator is None:
         t = time.perf_counter()
         generator = fit(real, config, progress=False)
-        save(generator, path, key)
+        save_keyed(generator, path, key)
         rows.data.setdefault(kind, {})[name if default else f"{name}|{label}"] = {
             "config": dataclasses.asdict(config), "seconds": time.perf_counter() - t,
             "threads": torch.get_num_threads()}

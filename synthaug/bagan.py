@@ -24,7 +24,7 @@ from synthaug.data.folder import LabelledImages
 from synthaug.engine import to_uint8
 from synthaug.errors import DataError
 from synthaug.models.bagan import BaganDecoder, BaganDiscriminator, BaganEncoder
-from synthaug.runs import load_keyed, save_keyed
+from synthaug.runs import load_keyed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,11 +133,6 @@ def bagan_top_up(generator: BaganDecoder, real: LabelledImages, want: np.ndarray
             c = labels[start:start + batch_size].to(generator.means.device)
             out.append(to_uint8(generator(generator.sample_latent(c, gen))).cpu())
     return TensorSource(torch.cat(out), labels, alone="BAGAN top-up only", mixed="real + BAGAN top-up")
-
-
-def save_bagan(generator: BaganDecoder, path: Path, key: dict[str, Any]) -> None:
-    """The generator's weights, class Gaussians and `key` (what made it), written atomically."""
-    save_keyed(generator, path, key)
 
 
 def load_bagan(path: Path, key: dict[str, Any], real: LabelledImages, config: BaganConfig) -> BaganDecoder | None:

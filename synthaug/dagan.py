@@ -21,7 +21,7 @@ from synthaug.engine import to_uint8
 from synthaug.errors import DataError
 from synthaug.losses import d_hinge, g_hinge
 from synthaug.models.dagan import PairDiscriminator, PairGenerator
-from synthaug.runs import load_keyed, save_keyed
+from synthaug.runs import load_keyed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +113,6 @@ def dagan_top_up(generator: PairGenerator, real: LabelledImages, want: np.ndarra
             out.append(to_uint8(generator(model_inputs(generator, real.images[idx]), z)).cpu())
     index = torch.from_numpy(anchors)
     return TensorSource(torch.cat(out), real.labels[index], alone="DAGAN top-up only", mixed="real + DAGAN top-up")
-
-
-def save_dagan(generator: PairGenerator, path: Path, key: dict[str, Any]) -> None:
-    """The generator's weights and `key` (what made it), written atomically."""
-    save_keyed(generator, path, key)
 
 
 def load_dagan(path: Path, key: dict[str, Any], real: LabelledImages, config: DaganConfig) -> PairGenerator | None:

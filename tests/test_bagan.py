@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from synthaug.bagan import BaganConfig, bagan_top_up, class_gaussians, fit_bagan, load_bagan, real_batch, save_bagan
+from synthaug.bagan import BaganConfig, bagan_top_up, class_gaussians, fit_bagan, load_bagan, real_batch
 from synthaug.classify import ClassifierRecipe, predict, trained_on_real
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import DataError
+from synthaug.runs import save_keyed
 
 RARE = (3, 5)
 
@@ -69,7 +70,7 @@ def test_fitting_is_seeded_and_the_generator_is_kept_by_what_made_it(uneven, tmp
     weights = [torch.cat([p.flatten() for p in g.state_dict().values()]) for g in (a, b, c)]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
     key = {"data": "x", "config": dataclasses.asdict(config)}
-    save_bagan(a, tmp_path / "bagan.pt", key)
+    save_keyed(a, tmp_path / "bagan.pt", key)
     assert [p.name for p in tmp_path.iterdir()] == ["bagan.pt"]  # written atomically: no temp file left
     kept = load_bagan(tmp_path / "bagan.pt", key, real, config)
     assert torch.equal(torch.cat([p.flatten() for p in kept.state_dict().values()]), weights[0])  # Gaussians too

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from synthaug.classify import ClassifierRecipe, predict, trained_on_real
-from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan, same_class_partners, save_dagan
+from synthaug.dagan import DaganConfig, dagan_top_up, fit_dagan, load_dagan, same_class_partners
 from synthaug.data.folder import load_image_folder
 from synthaug.errors import DataError
+from synthaug.runs import save_keyed
 
 RARE = (3, 5)
 
@@ -63,7 +64,7 @@ def test_fitting_is_seeded_and_the_generator_is_kept_by_what_made_it(uneven, tmp
     weights = [torch.cat([p.flatten() for p in g.parameters()]) for g in (a, b, c)]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
     key = {"data": "x", "config": dataclasses.asdict(config)}
-    save_dagan(a, tmp_path / "dagan.pt", key)
+    save_keyed(a, tmp_path / "dagan.pt", key)
     assert [p.name for p in tmp_path.iterdir()] == ["dagan.pt"]  # written atomically: no temp file left
     kept = load_dagan(tmp_path / "dagan.pt", key, real, config)
     assert torch.equal(torch.cat([p.flatten() for p in kept.parameters()]), weights[0])
