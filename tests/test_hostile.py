@@ -219,7 +219,9 @@ def test_any_class_name_is_refused_or_stays_inside(name):
 
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(0, 50), c=st.sampled_from([1, 2, 3, 4]), side=st.integers(1, 9),
-       names=st.lists(st.text(st.characters(blacklist_characters="\x00"), max_size=8), max_size=5),
+       # lone surrogates have no UTF-8 form: no file can hold them, so the crafted file could not be written
+       names=st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8),
+                      max_size=5),
        label_hi=st.integers(-3, 8),
        version=st.integers(0, 4), soft=st.booleans())
 def test_any_crafted_export_validates_or_fails_in_one_line(tmp_path_factory, n, c, side, names, label_hi, version,
