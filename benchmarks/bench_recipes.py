@@ -50,10 +50,12 @@ from synthaug.data.icons import ICON_GROUPS
 from synthaug.device import run_parallel
 from synthaug.protocols import PROTOCOL_FIT, subset_folder, translated_rare
 from synthaug.translate import TranslateConfig, oversampled_top_up
-from synthaug.selection import auto_folds, choose_baseline, rare_classes, validation_split
+from synthaug.selection import SEARCHED_AUGMENTS, auto_folds, choose_baseline, rare_classes, validation_split
 
 RARE = ("Coat", "Shirt", "Pullover")
 PROTOCOL_GROUPS = {"icons": ICON_GROUPS}  # validation keeps each icon's sizes together
+# the augmentations the first searches tried; their choices keep their keys in the JSON
+FIRST_AUGMENTS = ("trivial", "plain", "erasing", "trivial+erasing", "randaugment+erasing", "mixup", "cutmix")
 
 
 def protocol_data(name: str, root: Path) -> tuple[LabelledImages, LabelledImages, Path, np.ndarray | None]:
@@ -150,6 +152,8 @@ def chosen_baseline(rows: Rows, name: str, real: LabelledImages, steps: int, nam
     key = f"{name}|{steps}" + (f"|{folds} folds" if folds > 1 else "")  # a single-split search keeps its old key
     if is_uneven(train):  # searches from before CMO was searched keep their keys
         key += "|losses " + ",".join(IMBALANCE_BASELINES)
+    if SEARCHED_AUGMENTS != FIRST_AUGMENTS:  # and those from before "none" was searched
+        key += "|augments " + ",".join(SEARCHED_AUGMENTS)
     if key not in rows.data["choices"]:
         t = time.perf_counter()
         choice = choose_baseline(train, val, ClassifierRecipe(steps=steps), folds=folds)

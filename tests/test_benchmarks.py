@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from synthaug.selection import SEARCHED_AUGMENTS
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -77,7 +79,8 @@ def test_bench_recipes_resumes_row_by_row(digits_splits, tmp_path):
     assert all(r["rare_recall"] is None and r["seconds"] > 0 for r in rows["rows"].values())  # even classes
     _, rows = _bench("bench_recipes", [*args, "--stage", "chosen"], tmp_path)
     (key, choice), = rows["choices"].items()
-    assert key == "fashion-50%|4|3 folds" and choice["folds"] == 3  # 70 validation images: pooled over 3 folds
+    assert key == "fashion-50%|4|3 folds|augments " + ",".join(SEARCHED_AUGMENTS)  # searches before "none" keep theirs
+    assert choice["folds"] == 3  # 70 validation images: pooled over 3 folds
     chosen = choice["name"]
     assert {f"fashion-50%|{chosen}|4|0", f"fashion-50%|{chosen}|8|0"} <= set(rows["rows"])
     before = (tmp_path / "bench_recipes.json").read_text()
