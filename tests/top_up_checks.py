@@ -12,6 +12,7 @@ from synthaug.data.folder import LabelledImages, load_image_folder
 from synthaug.runs import save_keyed
 
 RARE = (3, 5)
+PER_RARE = 140  # images a top-up is asked for, per rare class
 
 
 def uneven_digits(digits_dir: Path) -> LabelledImages:
@@ -21,13 +22,13 @@ def uneven_digits(digits_dir: Path) -> LabelledImages:
     return real.subset(np.concatenate([np.flatnonzero(labels == c)[:10 if c in RARE else 150] for c in range(10)]))
 
 
-def check_top_up_is_shaped_and_seeded(top_up: Callable, generator, real: LabelledImages, per_rare: int = 140):
-    """`per_rare` uint8 images of each rare class and none of the others; the same seed, the same images."""
+def check_top_up_is_shaped_and_seeded(top_up: Callable, generator, real: LabelledImages):
+    """PER_RARE uint8 images of each rare class and none of the others; the same seed, the same images."""
     want = np.zeros(10, dtype=int)
-    want[list(RARE)] = per_rare
+    want[list(RARE)] = PER_RARE
     made = top_up(generator, real, want, seed=0)
-    assert made.images.dtype == torch.uint8 and made.images.shape == (2 * per_rare, *real.images.shape[1:])
-    assert np.bincount(made.labels.numpy(), minlength=10)[list(RARE)].tolist() == [per_rare, per_rare]
+    assert made.images.dtype == torch.uint8 and made.images.shape == (2 * PER_RARE, *real.images.shape[1:])
+    assert np.bincount(made.labels.numpy(), minlength=10)[list(RARE)].tolist() == [PER_RARE, PER_RARE]
     again, other = top_up(generator, real, want, seed=0), top_up(generator, real, want, seed=1)
     assert torch.equal(again.images, made.images) and not torch.equal(other.images, made.images)
     own = real.images[torch.isin(real.labels, torch.tensor(RARE))].flatten(1).float()
